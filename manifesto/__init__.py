@@ -1,0 +1,3 @@
+"""manifesto: publish multi-arch container images."""
+
+__version__ = "0.1.0"

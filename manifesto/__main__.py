@@ -1,0 +1,3 @@
+from manifesto.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""One error tree for the whole tool.
+
+Library code raises these; only the CLI maps them to exit codes and one-line messages.
+Foreign errors (httpx, yaml, subprocess, OSError) are converted where they arise.
+"""
+
+from __future__ import annotations
+
+
+class ManifestoError(Exception):
+    """Root of every error manifesto raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(ManifestoError):
+    """Bad input from the user: arguments, references, files."""
+
+    exit_code = 2
+
+
+class InvalidReference(UsageError):
+    """An image reference that does not parse."""
+
+
+class InvalidDigest(UsageError):
+    """A digest that is not `algorithm:hex` of a known algorithm."""
+
+
+class InvalidPlatform(UsageError):
+    """A platform string or combination that cannot exist."""
+
+
+class SpecError(UsageError):
+    """A platforms.yaml problem; carries the file and line it comes from."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None):
+        self.file = file
+        self.line = line
+        where = file or ""
+        if file and line:
+            where = f"{file}:{line}"
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class AuthError(ManifestoError):
+    """Credentials missing, rejected, or lacking the scope needed."""
+
+    exit_code = 3
+
+
+class NotFound(ManifestoError):
+    """A repository, manifest, blob or draft that does not exist."""
+
+    exit_code = 4
+
+
+class ContentError(ManifestoError):
+    """Bytes that are not what they claim: bad digest, bad JSON, wrong media type."""
+
+
+class DigestMismatch(ContentError):
+    """Received bytes whose sha256 differs from the digest asked for or announced."""
+
+
+class RegistryError(ManifestoError):
+    """A registry answered with an error status that is not auth or not-found."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+class NetworkError(ManifestoError):
+    """The registry could not be reached (after retries)."""
+
+
+class BuildError(ManifestoError):
+    """A builder failed; carries the tail of its log."""
+
+    def __init__(self, message: str, *, log_tail: str = ""):
+        self.log_tail = log_tail
+        super().__init__(message)
+
+
+class VerificationError(ManifestoError):
+    """A pushed image is not what it claims to be (platform, digest, children)."""
