@@ -1,0 +1,168 @@
+"""Image references: `[registry[:port]/]repository[:tag][@digest]`.
+
+Grammar from the distribution reference package (reference.go): the first path component is a
+registry when it holds `.` or `:`, is `localhost`, or has uppercase letters; otherwise the
+reference is on Docker Hub, where single-component names live under `library/`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, replace
+
+from manifesto.errors import InvalidReference
+from manifesto.oci.digest import Digest
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
+_HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
+
+_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_HOSTNAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?))*$")
+_MAX_NAME = 255
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parsed image reference. `tag` and `digest` are both optional; both may be present."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: Digest | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Reference:
+        """Parse a reference, raising InvalidReference with the exact reason."""
+        if not text or text != text.strip():
+            raise InvalidReference(f"invalid reference {text!r}: empty or surrounded by spaces")
+        rest, digest = text, None
+        if "@" in rest:
+            rest, _, dtext = rest.partition("@")
+            try:
+                digest = Digest.parse(dtext)
+            except Exception as e:
+                raise InvalidReference(f"invalid reference {text!r}: {e}") from None
+        registry, path = _split_registry(rest)
+        tag = None
+        last_slash = path.rfind("/")
+        colon = path.rfind(":")
+        if colon > last_slash:
+            path, tag = path[:colon], path[colon + 1 :]
+            if not _TAG.match(tag):
+                raise InvalidReference(f"invalid reference {text!r}: bad tag {tag!r}")
+        if not path:
+            raise InvalidReference(f"invalid reference {text!r}: missing repository name")
+        if path.lower() != path:
+            raise InvalidReference(f"invalid reference {text!r}: repository name must be lowercase")
+        for component in path.split("/"):
+            if not _COMPONENT.match(component):
+                raise InvalidReference(f"invalid reference {text!r}: bad repository component {component!r}")
+        if registry is None:
+            registry = DOCKER_HUB
+        else:
+            _check_registry(registry, text)
+            if registry.lower() in _HUB_ALIASES:
+                registry = DOCKER_HUB
+        if registry == DOCKER_HUB and "/" not in path:
+            path = f"library/{path}"
+        if len(registry) + 1 + len(path) > _MAX_NAME:
+            raise InvalidReference(f"invalid reference {text!r}: name longer than {_MAX_NAME} characters")
+        return cls(registry, path, tag, digest)
+
+    # ---- views ---------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """`registry/repository`, without tag or digest."""
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def reference(self) -> str:
+        """What goes after /manifests/: the digest if there is one, else the tag (latest)."""
+        return str(self.digest) if self.digest else (self.tag or "latest")
+
+    @property
+    def api_host(self) -> str:
+        """The host to talk HTTP to (Docker Hub's API lives on another name)."""
+        return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
+
+    @property
+    def familiar(self) -> str:
+        """The short form people type (`golang:alpine` for docker.io/library/golang:alpine)."""
+        name = self.name
+        if self.registry == DOCKER_HUB:
+            name = self.repository.removeprefix("library/")
+        return name + self._suffix()
+
+    def _suffix(self) -> str:
+        return (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
+
+    def __str__(self) -> str:
+        return self.name + self._suffix()
+
+    def with_tag(self, tag: str | None) -> Reference:
+        """Same repository, another tag (digest dropped)."""
+        if tag is not None and not _TAG.match(tag):
+            raise InvalidReference(f"invalid tag {tag!r}")
+        return replace(self, tag=tag, digest=None)
+
+    def with_digest(self, digest: Digest) -> Reference:
+        """Same repository, pinned to a digest (tag dropped)."""
+        return replace(self, tag=None, digest=digest)
+
+    def in_repository(self, other: Reference) -> Reference:
+        """This reference's tag/digest, but in another repository."""
+        return replace(other, tag=self.tag, digest=self.digest)
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when the registry is on this machine (plain HTTP allowed without --insecure)."""
+        return is_loopback_host(self.registry)
+
+
+def _split_registry(text: str) -> tuple[str | None, str]:
+    first, sep, rest = text.partition("/")
+    if not sep:
+        return None, text
+    if "." in first or ":" in first or first == "localhost" or first.lower() != first:
+        return first, rest
+    return None, text
+
+
+def _check_registry(registry: str, text: str) -> None:
+    host, port = split_host_port(registry)
+    if port is not None and (not port.isdigit() or not 0 < int(port) < 65536):
+        raise InvalidReference(f"invalid reference {text!r}: bad registry port {port!r}")
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise InvalidReference(f"invalid reference {text!r}: bad registry address {host!r}") from None
+    elif not _HOSTNAME.match(host):
+        raise InvalidReference(f"invalid reference {text!r}: bad registry host {host!r}")
+
+
+def split_host_port(registry: str) -> tuple[str, str | None]:
+    """Split `host:port`, `[::1]:5000` or `host`."""
+    if registry.startswith("["):
+        end = registry.find("]")
+        if end == -1:
+            return registry, None
+        host, rest = registry[: end + 1], registry[end + 1 :]
+        return host, rest[1:] if rest.startswith(":") else None
+    host, sep, port = registry.rpartition(":")
+    return (host, port) if sep else (registry, None)
+
+
+def is_loopback_host(registry: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1, with or without a port."""
+    host = split_host_port(registry)[0].strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
