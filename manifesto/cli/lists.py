@@ -1,0 +1,156 @@
+"""`create`, `annotate`, `push`, `inspect`, `rm`: the `docker manifest` verbs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+import structlog
+
+from manifesto import assemble
+from manifesto.cli.render import size, table
+from manifesto.errors import NotFound, UsageError
+from manifesto.oci import mediatype
+from manifesto.oci.descriptor import Descriptor
+from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
+from manifesto.oci.platform import Platform
+from manifesto.oci.reference import Reference
+from manifesto.store.drafts import Draft, DraftStore, find_entry
+from manifesto.store.registry.pool import Registries
+
+log = structlog.get_logger("manifesto.cli")
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{flag} {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+# ---- create ---------------------------------------------------------------------------------
+
+
+def create(args: argparse.Namespace) -> int:
+    name = Reference.parse(args.list)
+    sources = [Reference.parse(s) for s in args.sources]
+    store = DraftStore()
+    if store.exists(name) and not args.amend:
+        raise UsageError(f"local list {name.familiar} already exists; use --amend to add to it")
+
+    async def read_all():
+        async with Registries(insecure=args.insecure) as regs:
+            return await asyncio.gather(*(assemble.read_entries(regs, s) for s in sources))
+
+    found = [e for group in asyncio.run(read_all()) for e in group]
+    with store.locked(name):
+        draft = store.load(name) if args.amend and store.exists(name) else Draft(name, format=args.format)
+        entries = {e.descriptor.digest: e for e in draft.entries}
+        for e in found:
+            entries[e.descriptor.digest] = e
+        draft = draft.with_entries(list(entries.values()))
+        if args.format:
+            draft = Draft(draft.name, draft.entries, args.format, draft.annotations, args.insecure or draft.insecure)
+        elif args.insecure:
+            draft = Draft(draft.name, draft.entries, draft.format, draft.annotations, True)
+        store.save(draft)
+    print(f"Created manifest list {name} ({len(draft.entries)} entries)")
+    return 0
+
+
+# ---- annotate -------------------------------------------------------------------------------
+
+
+def annotate(args: argparse.Namespace) -> int:
+    name = Reference.parse(args.list)
+    source = Reference.parse(args.source)
+    store = DraftStore()
+    with store.locked(name):
+        draft = store.load(name)
+        i = find_entry(draft, source)
+        entry = draft.entries[i]
+        d = entry.descriptor
+        platform = d.platform or Platform("linux", "amd64")
+        if args.os or args.arch or args.variant:
+            arch = args.arch or platform.architecture
+            variant = args.variant if args.variant is not None else (None if args.arch else platform.variant)
+            platform = Platform.normalize_parts(args.os or platform.os, arch, variant or None).with_(
+                os_version=platform.os_version, os_features=platform.os_features
+            )
+        if args.os_version is not None:
+            platform = platform.with_(os_version=args.os_version or None)
+        if args.os_features is not None:
+            platform = platform.with_(os_features=tuple(f for f in args.os_features.split(",") if f))
+        annotations = {**d.annotations, **_pairs(args.annotation, "--annotation")}
+        entries = list(draft.entries)
+        entries[i] = type(entry)(entry.source, d.with_(platform=platform, annotations=annotations), entry.raw, entry.config_platform)
+        draft = draft.with_entries(entries)
+        index_annotations = _pairs(args.index_annotation, "--index-annotation")
+        if index_annotations:
+            draft = Draft(draft.name, draft.entries, draft.format, {**draft.annotations, **index_annotations}, draft.insecure)
+        store.save(draft)
+    return 0
+
+
+# ---- push -----------------------------------------------------------------------------------
+
+
+def push(args: argparse.Namespace) -> int:
+    name = Reference.parse(args.list)
+    store = DraftStore()
+    draft = store.load(name)
+    if not draft.entries:
+        raise UsageError(f"local list {name.familiar} has no entries")
+    media_type = assemble.choose_media_type(draft.entries, args.format or draft.format)
+    found = assemble.problems(draft.entries, media_type, draft.annotations)
+    if found and not args.force:
+        raise UsageError(f"refusing to push {name.familiar}: {'; '.join(found)} (--force to push anyway)")
+    for p in found:
+        log.warning("push_forced", problem=p)
+    tags = assemble.ensure_tags(name, args.tag)
+    index = assemble.build_index(draft.entries, media_type, draft.annotations)
+
+    async def run():
+        async with Registries(insecure=args.insecure or draft.insecure) as regs:
+            return await assemble.push_index(regs, name, draft.entries, index, tags)
+
+    result = asyncio.run(run())
+    if args.purge:
+        store.delete(name)
+    moved = ", ".join(result.tags_moved) or "none"
+    kept = f"; unchanged: {', '.join(result.tags_unchanged)}" if result.tags_unchanged else ""
+    print(f"Pushed {name.name} ({mediatype.format_name(result.media_type)}, {len(index.manifests)} entries); tags: {moved}{kept}", file=sys.stderr)
+    print(result.digest)
+    return 0
+
+
+# ---- rm -------------------------------------------------------------------------------------
+
+
+def rm(args: argparse.Namespace) -> int:
+    store = DraftStore()
+    missing = []
+    for text in args.lists:
+        name = Reference.parse(text)
+        try:
+            store.delete(name)
+        except NotFound:
+            missing.append(name.familiar)
+    if missing:
+        raise NotFound(f"no local manifest list {', '.join(missing)}")
+    return 0
+
+
+# ---- inspect --------------------------------------------------------------------------------
+
+
+def inspect(args: argparse.Namespace) -> int:
+    from manifesto.cli.inspect import inspect_refs
+
+    return inspect_refs(args)

@@ -1,0 +1,86 @@
+"""The `manifesto` command: argument parsing, error-to-exit-code mapping, nothing else.
+
+Command modules are imported only when their command runs, so `manifesto --version` and
+`--help` stay fast. Users see `manifesto: error: <one line>` and an exit code; the traceback
+only with --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other error
+        sys.stderr.write(f"manifesto: error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _add_common(p: argparse.ArgumentParser, top: bool = False) -> None:
+    # Subcommands take the same flags; SUPPRESS keeps their defaults from undoing the global ones.
+    default = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
+    p.add_argument("-v", "--verbose", action="count", default=default(0), help="more log output (-vv for debug)")
+    p.add_argument("--debug", action="store_true", default=default(False), help="debug logs and tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from manifesto import __version__
+
+    parser = _Parser(
+        prog="manifesto",
+        description="Build and publish multi-arch container images; assemble and inspect manifest lists.",
+    )
+    parser.add_argument("--version", action="version", version=f"manifesto {__version__}")
+    _add_common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    from manifesto.cli import commands
+
+    commands.register(sub, _add_common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv in (["--version"], ["-V"]):
+        from manifesto import __version__
+
+        print(f"manifesto {__version__}")
+        return EXIT_OK
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    from manifesto.cli.logging import configure
+
+    configure(verbosity=args.verbose, debug=args.debug)
+    from manifesto.errors import ManifestoError
+
+    try:
+        return int(args.run(args) or 0)
+    except ManifestoError as e:
+        if args.debug:
+            raise
+        _fail(str(e), e.exit_code)
+        return e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("manifesto: interrupted\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_FAILURE
+    except Exception as e:  # a bug: still one line unless --debug
+        if args.debug:
+            raise
+        _fail(f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)", EXIT_FAILURE)
+        return EXIT_FAILURE
+
+
+def _fail(message: str, code: int) -> None:
+    first = message.strip().splitlines()[0] if message.strip() else "failed"
+    sys.stderr.write(f"manifesto: error: {first}\n")
+    rest = message.strip().splitlines()[1:]
+    for line in rest:  # build log tails and the like, indented under the one error line
+        sys.stderr.write(f"  {line}\n")

@@ -1,0 +1,181 @@
+"""Local drafts of manifest lists, as `docker manifest create` keeps them.
+
+One JSON file per list under `$XDG_DATA_HOME/manifesto/lists/`. Writes go to a temp file and
+are renamed into place, and every read-modify-write holds an exclusive lock on the list's lock
+file, so two processes amending the same list cannot lose each other's entries. Each entry
+keeps the child manifest's exact bytes, so a push sends what `create` saw.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+from manifesto.errors import ContentError, NotFound, UsageError
+from manifesto.oci.descriptor import Descriptor
+from manifesto.oci.platform import Platform
+from manifesto.oci.reference import Reference
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class DraftEntry:
+    """One child of a draft list: where it came from, its descriptor, its bytes, its config's word."""
+
+    source: Reference
+    descriptor: Descriptor
+    raw: bytes
+    config_platform: Platform | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": str(self.source),
+            "descriptor": self.descriptor.to_dict(),
+            "manifest": base64.b64encode(self.raw).decode(),
+            "config_platform": self.config_platform.to_dict() if self.config_platform else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DraftEntry:
+        descriptor = Descriptor.from_dict(data["descriptor"], "draft entry")
+        raw = base64.b64decode(data["manifest"])
+        descriptor.digest.verify(raw, f"draft entry {data['source']}")
+        return cls(
+            source=Reference.parse(data["source"]),
+            descriptor=descriptor,
+            raw=raw,
+            config_platform=Platform.from_dict(data.get("config_platform")),
+        )
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A manifest list being assembled locally."""
+
+    name: Reference
+    entries: tuple[DraftEntry, ...] = ()
+    format: str | None = None  # "oci" | "docker" | None (decide at push)
+    annotations: dict[str, str] = field(default_factory=dict)
+    insecure: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": VERSION,
+            "name": str(self.name),
+            "format": self.format,
+            "annotations": self.annotations,
+            "insecure": self.insecure,
+            "entries": [e.to_json() for e in self.entries],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Draft:
+        if data.get("version") != VERSION:
+            raise ContentError(f"draft format {data.get('version')!r} is not supported")
+        return cls(
+            name=Reference.parse(data["name"]),
+            entries=tuple(DraftEntry.from_json(e) for e in data["entries"]),
+            format=data.get("format"),
+            annotations=dict(data.get("annotations") or {}),
+            insecure=bool(data.get("insecure")),
+        )
+
+    def with_entries(self, entries: list[DraftEntry] | tuple[DraftEntry, ...]) -> Draft:
+        return replace(self, entries=tuple(entries))
+
+
+def default_root() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "manifesto" / "lists"
+
+
+class DraftStore:
+    """Drafts on disk, keyed by the list's full reference."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = root or default_root()
+
+    def _path(self, name: Reference) -> Path:
+        return self.root / (quote(str(name), safe="") + ".json")
+
+    def exists(self, name: Reference) -> bool:
+        return self._path(name).exists()
+
+    def load(self, name: Reference) -> Draft:
+        path = self._path(name)
+        try:
+            data = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise NotFound(f"no local manifest list {name.familiar} (create it with `manifesto create`)") from None
+        except ValueError as e:
+            raise ContentError(f"local manifest list {name.familiar} is corrupt: {e}") from None
+        return Draft.from_json(data)
+
+    def save(self, draft: Draft) -> None:
+        path = self._path(draft.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(draft.to_json(), f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def delete(self, name: Reference) -> None:
+        try:
+            self._path(name).unlink()
+        except FileNotFoundError:
+            raise NotFound(f"no local manifest list {name.familiar}") from None
+        with contextlib.suppress(FileNotFoundError):
+            self._path(name).with_suffix(".lock").unlink()
+
+    def names(self) -> list[Reference]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            (Reference.parse(unquote(p.name[: -len(".json")])) for p in self.root.glob("*.json") if not p.name.startswith(".")),
+            key=str,
+        )
+
+    @contextlib.contextmanager
+    def locked(self, name: Reference) -> Iterator[None]:
+        """Hold the list's exclusive lock across a read-modify-write."""
+        lock = self._path(name).with_suffix(".lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def find_entry(draft: Draft, source: Reference) -> int:
+    """Index of the entry added as `source` (same repository and tag, or that digest)."""
+
+    def matches(entry: DraftEntry) -> bool:
+        if entry.source.name != source.name:
+            return False
+        if source.digest:
+            return entry.descriptor.digest == source.digest
+        return entry.source.digest is None and (entry.source.tag or "latest") == (source.tag or "latest")
+
+    for i, entry in enumerate(draft.entries):
+        if matches(entry):
+            return i
+    raise UsageError(f"{source.familiar} is not in the list {draft.name.familiar}")

@@ -1,0 +1,244 @@
+"""Registry authentication: challenges, Basic, and the Bearer token flow.
+
+The registry answers 401 with `WWW-Authenticate` (RFC 7235). For `Basic` we send the
+credential; for `Bearer` we fetch a token from the realm (distribution's token.md: GET with
+service and scope, Basic credentials if any) or, holding an identity token, by OAuth2 POST with
+grant_type=refresh_token (oauth.md). Tokens are cached per scope set until `expires_in` (default
+60 s) runs out. One 401 gets one new token; a second 401 is an answer, never a loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from dataclasses import dataclass, field
+
+import httpx
+import structlog
+
+from manifesto.errors import AuthError
+from manifesto.store.registry.credentials import Credential
+from manifesto.store.registry.errors import parse_body
+
+log = structlog.get_logger("manifesto.auth")
+
+_TOKEN68 = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+_SCHEME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+DEFAULT_EXPIRES = 60
+CLOCK_SKEW = 5
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """One challenge of a WWW-Authenticate header: scheme (lowercase) and its parameters."""
+
+    scheme: str
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return frozenset(self.params.get("scope", "").split())
+
+
+def parse_challenges(header: str) -> list[Challenge]:
+    """Parse a WWW-Authenticate value into challenges (RFC 7235 §4.1, quoted strings with escapes)."""
+    out: list[Challenge] = []
+    i, n = 0, len(header)
+
+    def skip(chars: str = " \t") -> None:
+        nonlocal i
+        while i < n and header[i] in chars:
+            i += 1
+
+    while i < n:
+        skip(" \t,")
+        m = _SCHEME.match(header, i)
+        if not m:
+            break
+        scheme = m.group(0).lower()
+        i = m.end()
+        params: dict[str, str] = {}
+        challenge = Challenge(scheme, params)
+        out.append(challenge)
+        skip()
+        # token68 form (e.g. `Basic abc==`): a token not followed by `=<value>`
+        m68 = _TOKEN68.match(header, i)
+        if m68 and header[m68.end() :].lstrip(" \t")[:1] in ("", ","):
+            i = m68.end()
+            continue
+        while i < n:
+            skip(" \t,")
+            mk = _SCHEME.match(header, i)
+            if not mk:
+                break
+            j = mk.end()
+            while j < n and header[j] in " \t":
+                j += 1
+            if j >= n or header[j] != "=":
+                # the start of the next challenge
+                break
+            key = mk.group(0).lower()
+            j += 1
+            while j < n and header[j] in " \t":
+                j += 1
+            if j < n and header[j] == '"':
+                j += 1
+                buf = []
+                while j < n and header[j] != '"':
+                    if header[j] == "\\" and j + 1 < n:
+                        j += 1
+                    buf.append(header[j])
+                    j += 1
+                value = "".join(buf)
+                j += 1
+            else:
+                mv = _SCHEME.match(header, j)
+                value = mv.group(0) if mv else ""
+                j = mv.end() if mv else j
+            params[key] = value
+            i = j
+            skip()
+            if i < n and header[i] == ",":
+                i += 1
+    return out
+
+
+def repository_scope(repo: str, *actions: str) -> str:
+    return f"repository:{repo}:{','.join(actions)}"
+
+
+def _scope_key(scopes: frozenset[str]) -> frozenset[tuple[str, frozenset[str]]]:
+    """Scopes compared as sets: `repository:a:push,pull` equals `repository:a:pull,push`."""
+    merged: dict[str, set[str]] = {}
+    for scope in scopes:
+        resource, _, actions = scope.rpartition(":")
+        merged.setdefault(resource, set()).update(a for a in actions.split(",") if a)
+    return frozenset((r, frozenset(a)) for r, a in merged.items())
+
+
+def merge_scopes(*groups: frozenset[str] | set[str]) -> frozenset[str]:
+    """Union of scopes, actions of one resource merged into a single scope string."""
+    key = _scope_key(frozenset().union(*groups))
+    return frozenset(f"{resource}:{','.join(sorted(actions))}" for resource, actions in key)
+
+
+@dataclass
+class _Token:
+    value: str
+    scopes: frozenset[tuple[str, frozenset[str]]]
+    expires_at: float
+
+
+class Authenticator:
+    """Holds one registry's credential, its auth scheme once learned, and cached tokens."""
+
+    def __init__(self, registry: str, credential: Credential | None, clock=time.monotonic):
+        self.registry = registry
+        self.credential = credential
+        self._clock = clock
+        self._challenge: Challenge | None = None
+        self._tokens: list[_Token] = []
+        self.token_fetches = 0
+
+    def _covers(self, token: _Token, wanted: frozenset[str]) -> bool:
+        have = dict(token.scopes)
+        return all(actions <= have.get(resource, frozenset()) for resource, actions in _scope_key(wanted))
+
+    async def header(self, http: httpx.AsyncClient, scopes: frozenset[str]) -> str | None:
+        """The Authorization value to send up front for a request needing `scopes`, if known."""
+        ch = self._challenge
+        if ch is None:
+            return None
+        if ch.scheme == "basic":
+            return self._basic()
+        if ch.scheme == "bearer":
+            now = self._clock()
+            for token in self._tokens:
+                if token.expires_at > now and self._covers(token, scopes):
+                    return f"Bearer {token.value}"
+            return f"Bearer {await self._fetch_token(http, ch, scopes)}"
+        return None
+
+    async def answer(self, http: httpx.AsyncClient, www_authenticate: str, scopes: frozenset[str]) -> str:
+        """Handle a 401: learn the scheme, fetch a fresh token; return the header to retry with."""
+        challenges = parse_challenges(www_authenticate or "")
+        chosen = next((c for c in challenges if c.scheme == "bearer"), None) or next(
+            (c for c in challenges if c.scheme == "basic"), None
+        )
+        if chosen is None:
+            raise AuthError(f"{self.registry}: unsupported authentication challenge {www_authenticate!r}")
+        self._challenge = chosen
+        if chosen.scheme == "basic":
+            value = self._basic()
+            if value is None:
+                raise AuthError(f"{self.registry}: authentication required; run `manifesto login {self.registry}`")
+            return value
+        wanted = merge_scopes(scopes, chosen.scopes)
+        # The token we sent was refused: forget tokens covering these scopes, fetch once.
+        self._tokens = [t for t in self._tokens if not self._covers(t, wanted)]
+        return f"Bearer {await self._fetch_token(http, chosen, wanted)}"
+
+    def _basic(self) -> str | None:
+        cred = self.credential
+        if cred is None or cred.kind != "password":
+            return None
+        raw = f"{cred.username}:{cred.secret}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+    async def _fetch_token(self, http: httpx.AsyncClient, ch: Challenge, scopes: frozenset[str]) -> str:
+        realm = ch.params.get("realm")
+        if not realm:
+            raise AuthError(f"{self.registry}: bearer challenge without a realm")
+        service = ch.params.get("service")
+        ordered = sorted(scopes)
+        cred = self.credential
+        self.token_fetches += 1
+        try:
+            if cred is not None and cred.kind == "identity_token":
+                form = {"grant_type": "refresh_token", "refresh_token": cred.secret, "client_id": "manifesto"}
+                if service:
+                    form["service"] = service
+                if ordered:
+                    form["scope"] = " ".join(ordered)
+                response = await http.post(realm, data=form)
+            else:
+                params = [("service", service)] if service else []
+                params += [("scope", s) for s in ordered]
+                headers = {}
+                if cred is not None:
+                    params.append(("account", cred.username))
+                    headers["Authorization"] = self._basic() or ""
+                response = await http.get(realm, params=params, headers=headers)
+        except httpx.HTTPError as e:
+            raise AuthError(f"{self.registry}: token service {httpx.URL(realm).host} unreachable: {e}") from None
+        if response.status_code != 200:
+            _, message = parse_body(response.content, response.headers.get("content-type", ""))
+            hint = " (check your credentials: `manifesto login`)" if response.status_code in (401, 403) else ""
+            raise AuthError(
+                f"{self.registry}: token service refused (HTTP {response.status_code})"
+                + (f": {message}" if message else "")
+                + hint
+            )
+        try:
+            doc = response.json()
+        except ValueError:
+            raise AuthError(f"{self.registry}: token service answered with something that is not JSON") from None
+        value = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
+        if not isinstance(value, str) or not value:
+            raise AuthError(f"{self.registry}: token service answered without a token")
+        expires = doc.get("expires_in")
+        if not isinstance(expires, int) or expires <= 0:
+            expires = DEFAULT_EXPIRES
+        _register_secret(value)
+        self._tokens.append(_Token(value, _scope_key(scopes), self._clock() + max(expires - CLOCK_SKEW, 1)))
+        log.debug("token_fetched", registry=self.registry, scopes=ordered, expires_in=expires)
+        return value
+
+
+def _register_secret(value: str) -> None:
+    try:
+        from manifesto.cli.logging import register_secret
+    except ImportError:  # logging not configured in library use
+        return
+    register_secret(value)

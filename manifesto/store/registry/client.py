@@ -1,0 +1,471 @@
+"""A registry client speaking the OCI distribution API over httpx, byte-exact.
+
+One client per registry host: one connection pool (HTTP/2 where the server offers it), one
+Authenticator, one bound on concurrent requests. It implements the Store protocol
+(store/base.py) plus cross-repository mounts. Plain HTTP only for loopback hosts or with
+`insecure=True`; otherwise HTTPS with verification and docker's per-registry CA directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import structlog
+
+from manifesto.errors import AuthError, ContentError, DigestMismatch, NetworkError, NotFound, RegistryError
+from manifesto.oci import mediatype
+from manifesto.oci.descriptor import Descriptor
+from manifesto.oci.digest import Digest
+from manifesto.oci.manifest import MAX_MANIFEST_BYTES, detect_media_type
+from manifesto.oci.reference import is_loopback_host
+from manifesto.store.base import Fetched
+from manifesto.store.registry import retry
+from manifesto.store.registry.auth import Authenticator, repository_scope
+from manifesto.store.registry.credentials import Credential
+from manifesto.store.registry.errors import error_for
+
+log = structlog.get_logger("manifesto.registry")
+
+CHUNK = 1024 * 1024
+CERTS_DIR = Path(os.environ.get("MANIFESTO_CERTS_D", "/etc/docker/certs.d"))
+_OCTET = "application/octet-stream"
+
+
+def _ssl_context(registry: str, insecure: bool, certs_dir: Path) -> ssl.SSLContext | bool:
+    if insecure:
+        return False
+    ctx = ssl.create_default_context()
+    d = certs_dir / registry
+    if d.is_dir():
+        for ca in sorted(d.glob("*.crt")):
+            ctx.load_verify_locations(cafile=str(ca))
+        for cert in sorted(d.glob("*.cert")):
+            key = cert.with_suffix(".key")
+            if key.exists():
+                ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
+class RegistryClient:
+    """Talks to one registry. Use as `async with RegistryClient(host) as c: ...`."""
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        credential: Credential | None = None,
+        insecure: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_concurrency: int = 8,
+        attempts: int = 5,
+        backoff: float = 0.25,
+        chunk_size: int | None = None,
+        certs_dir: Path = CERTS_DIR,
+        timeout: float = 60.0,
+    ):
+        self.registry = registry
+        self.plain_http = insecure or is_loopback_host(registry)
+        self.base = f"{'http' if self.plain_http else 'https'}://{registry}"
+        self.auth = Authenticator(registry, credential)
+        self.attempts = attempts
+        self.backoff = backoff
+        self.chunk_size = chunk_size
+        self._limit = asyncio.Semaphore(max_concurrency)
+        kwargs: dict[str, Any] = {
+            "timeout": httpx.Timeout(timeout, connect=15.0),
+            "follow_redirects": True,
+            "headers": {"User-Agent": f"manifesto/{_version()}"},
+        }
+        if transport is not None:
+            kwargs["transport"] = transport
+        else:
+            kwargs["verify"] = _ssl_context(registry, insecure, certs_dir)
+            kwargs["http2"] = not self.plain_http
+            kwargs["limits"] = httpx.Limits(max_connections=max_concurrency * 2, max_keepalive_connections=max_concurrency)
+        self.http = httpx.AsyncClient(**kwargs)
+
+    async def __aenter__(self) -> RegistryClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    # ---- one request, with auth and retries -----------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        scopes: frozenset[str],
+        what: str,
+        headers: dict[str, str] | None = None,
+        content: Callable[[], Any] | None = None,
+        params: dict[str, str] | None = None,
+        stream: bool = False,
+        replayable: bool = True,
+        ok_401: bool = False,
+    ) -> httpx.Response:
+        """Send a request; answer one 401 with one fresh credential; retry transient faults."""
+        if not url.startswith(("http://", "https://")):
+            url = self.base + url
+        auth_value = await self.auth.header(self.http, scopes)
+        for round_ in (0, 1):
+            hdrs = dict(headers or {})
+            if auth_value:
+                hdrs["Authorization"] = auth_value
+
+            async def attempt() -> httpx.Response:
+                body = content() if content is not None else None
+                req = self.http.build_request(method, url, headers=hdrs, content=body, params=params)
+                started = time.perf_counter()
+                resp = await self.http.send(req, stream=True)
+                log.debug(
+                    "http_request",
+                    method=method,
+                    url=str(req.url),
+                    status=resp.status_code,
+                    http_version=resp.http_version,
+                    ms=round((time.perf_counter() - started) * 1000, 1),
+                )
+                if not stream:
+                    await resp.aread()
+                return resp
+
+            try:
+                async with self._limit:
+                    resp = await retry.send(
+                        attempt,
+                        attempts=self.attempts if replayable else 1,
+                        backoff=self.backoff,
+                        on_retry=lambda why: log.info("request_retry", what=what, reason=why),
+                    )
+            except httpx.HTTPError as e:
+                raise NetworkError(f"{what}: cannot reach {self.registry}: {_describe(e)}") from None
+            if resp.status_code != 401 or round_ == 1 or not replayable:
+                break
+            challenge = resp.headers.get("www-authenticate", "")
+            await resp.aclose()
+            auth_value = await self.auth.answer(self.http, challenge, scopes)
+        if resp.status_code == 401 and ok_401:
+            return resp
+        if resp.status_code >= 400:
+            await resp.aread()
+            raise error_for(resp.status_code, resp.content, resp.headers.get("content-type", ""), what)
+        return resp
+
+    async def check_login(self) -> None:
+        """GET /v2/ with the credential (answering the challenge); AuthError if it is refused."""
+        await self.request("GET", "/v2/", scopes=frozenset(), what=f"login to {self.registry}")
+
+    def _url(self, repo: str, kind: str, reference: str) -> str:
+        return f"/v2/{repo}/{kind}/{quote(reference, safe=':@')}"
+
+    # ---- manifests ------------------------------------------------------------------------
+
+    async def get_manifest(self, repo: str, reference: str) -> Fetched:
+        what = f"manifest {self.registry}/{repo}{_sep(reference)}{reference}"
+        resp = await self.request(
+            "GET",
+            self._url(repo, "manifests", reference),
+            scopes=frozenset({repository_scope(repo, "pull")}),
+            headers={"Accept": mediatype.ACCEPT_MANIFESTS},
+            what=what,
+        )
+        raw = resp.content
+        digest = _verified_digest(raw, reference, resp.headers.get("docker-content-digest"), what)
+        media_type = detect_media_type(raw, resp.headers.get("content-type"))
+        return Fetched(raw=raw, media_type=media_type, digest=digest)
+
+    async def head_manifest(self, repo: str, reference: str) -> Descriptor | None:
+        what = f"manifest {self.registry}/{repo}{_sep(reference)}{reference}"
+        try:
+            resp = await self.request(
+                "HEAD",
+                self._url(repo, "manifests", reference),
+                scopes=frozenset({repository_scope(repo, "pull")}),
+                headers={"Accept": mediatype.ACCEPT_MANIFESTS},
+                what=what,
+            )
+        except NotFound:
+            return None
+        header = resp.headers.get("docker-content-digest")
+        media_type = resp.headers.get("content-type", "").split(";")[0].strip()
+        if not header or media_type not in mediatype.MANIFESTS:
+            return (await self.get_manifest(repo, reference)).descriptor()
+        digest = Digest.parse(header)
+        if is_digest(reference) and str(digest) != reference:
+            raise DigestMismatch(f"{what}: registry named digest {digest}")
+        return Descriptor(media_type, digest, int(resp.headers.get("content-length", "0")))
+
+    async def put_manifest(self, repo: str, reference: str, raw: bytes, media_type: str) -> Digest:
+        what = f"manifest {self.registry}/{repo}{_sep(reference)}{reference}"
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise ContentError(f"{what}: {len(raw)} bytes; registries refuse manifests over 4 MiB")
+        digest = Digest.of(raw)
+        if is_digest(reference) and reference != str(digest):
+            raise DigestMismatch(f"{what}: bytes hash to {digest}")
+        resp = await self.request(
+            "PUT",
+            self._url(repo, "manifests", reference),
+            scopes=frozenset({repository_scope(repo, "pull", "push")}),
+            headers={"Content-Type": media_type},
+            content=lambda: raw,
+            what=what,
+        )
+        header = resp.headers.get("docker-content-digest")
+        if header and header != str(digest):
+            raise DigestMismatch(f"{what}: registry stored {header}, we sent {digest}")
+        log.info("manifest_pushed", repository=f"{self.registry}/{repo}", reference=reference, digest=str(digest))
+        return digest
+
+    async def delete_manifest(self, repo: str, digest: Digest) -> None:
+        await self.request(
+            "DELETE",
+            self._url(repo, "manifests", str(digest)),
+            scopes=frozenset({repository_scope(repo, "delete")}),
+            what=f"manifest {self.registry}/{repo}@{digest}",
+        )
+
+    async def tags(self, repo: str) -> list[str]:
+        resp = await self.request(
+            "GET", f"/v2/{repo}/tags/list", scopes=frozenset({repository_scope(repo, "pull")}), what=f"tags of {repo}"
+        )
+        return list(resp.json().get("tags") or [])
+
+    # ---- blobs ----------------------------------------------------------------------------
+
+    async def blob_size(self, repo: str, digest: Digest) -> int | None:
+        try:
+            resp = await self.request(
+                "HEAD",
+                self._url(repo, "blobs", str(digest)),
+                scopes=frozenset({repository_scope(repo, "pull")}),
+                what=f"blob {self.registry}/{repo}@{digest}",
+            )
+        except NotFound:
+            return None
+        return int(resp.headers.get("content-length", "0"))
+
+    async def read_blob(self, repo: str, digest: Digest) -> AsyncIterator[bytes]:
+        what = f"blob {self.registry}/{repo}@{digest}"
+        resp = await self.request(
+            "GET",
+            self._url(repo, "blobs", str(digest)),
+            scopes=frozenset({repository_scope(repo, "pull")}),
+            what=what,
+            stream=True,
+        )
+        hasher = digest.hasher()
+        try:
+            async for chunk in resp.aiter_bytes(CHUNK):
+                hasher.update(chunk)
+                yield chunk
+        except httpx.HTTPError as e:
+            raise NetworkError(f"{what}: download broke off: {_describe(e)}") from None
+        finally:
+            await resp.aclose()
+        if hasher.hexdigest() != digest.hex:
+            raise DigestMismatch(f"{what}: content hashes to {digest.algorithm}:{hasher.hexdigest()}")
+
+    async def read_blob_bytes(self, repo: str, digest: Digest, limit: int = 16 * 1024 * 1024) -> bytes:
+        """A small blob (a config) in memory, verified."""
+        parts, total = [], 0
+        async for chunk in self.read_blob(repo, digest):
+            total += len(chunk)
+            if total > limit:
+                raise ContentError(f"blob {digest} is larger than {limit} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def mount_blob(self, repo: str, descriptor: Descriptor, from_repo: str) -> str | None:
+        """Try a cross-repository mount. Returns None when mounted, else an upload Location."""
+        what = f"blob mount {from_repo} -> {self.registry}/{repo}"
+        scopes = frozenset({repository_scope(repo, "pull", "push"), repository_scope(from_repo, "pull")})
+        resp = await self.request(
+            "POST",
+            f"/v2/{repo}/blobs/uploads/",
+            params={"mount": str(descriptor.digest), "from": from_repo},
+            scopes=scopes,
+            what=what,
+            ok_401=True,
+        )
+        if resp.status_code == 201:
+            log.debug("blob_mounted", digest=str(descriptor.digest), source=from_repo, repository=repo)
+            return None
+        if resp.status_code == 401:
+            # The token lacks pull on the source (insufficient_scope): upload instead.
+            log.info("blob_mount_refused", digest=str(descriptor.digest), source=from_repo, repository=repo)
+            return await self._start_upload(repo)
+        if resp.status_code == 202:
+            return self._location(resp, what)
+        raise RegistryError(f"{what}: unexpected HTTP {resp.status_code}", status=resp.status_code)
+
+    async def write_blob(
+        self,
+        repo: str,
+        descriptor: Descriptor,
+        source: Path | AsyncIterator[bytes],
+        *,
+        location: str | None = None,
+    ) -> None:
+        """Upload a blob (monolithic, or chunked with `chunk_size`), verifying the result.
+
+        A file source is re-readable, so a broken upload session is restarted from a new
+        session (distribution 2.8 answers 404 BLOB_UPLOAD_INVALID/UNKNOWN to replays).
+        """
+        what = f"blob upload {self.registry}/{repo}@{descriptor.digest}"
+        restarts = 2 if isinstance(source, Path) else 0
+        for round_ in range(restarts + 1):
+            if location is None:
+                location = await self._start_upload(repo)
+            try:
+                if self.chunk_size and isinstance(source, Path):
+                    await self._upload_chunked(repo, location, descriptor, source, what)
+                else:
+                    await self._upload_monolithic(repo, location, descriptor, source, what)
+                return
+            except (NotFound, NetworkError) as e:
+                if await self.blob_size(repo, descriptor.digest) == descriptor.size:
+                    return  # the final PUT landed before the connection broke
+                if round_ == restarts:
+                    raise
+                log.info("upload_restart", what=what, reason=str(e))
+                location = None
+
+    async def _start_upload(self, repo: str) -> str:
+        what = f"blob upload to {self.registry}/{repo}"
+        resp = await self.request(
+            "POST",
+            f"/v2/{repo}/blobs/uploads/",
+            scopes=frozenset({repository_scope(repo, "pull", "push")}),
+            what=what,
+        )
+        return self._location(resp, what)
+
+    def _location(self, resp: httpx.Response, what: str) -> str:
+        loc = resp.headers.get("location")
+        if not loc:
+            raise RegistryError(f"{what}: registry gave no upload Location", status=resp.status_code)
+        return str(resp.url.join(loc))
+
+    async def _upload_monolithic(
+        self, repo: str, location: str, descriptor: Descriptor, source: Path | AsyncIterator[bytes], what: str
+    ) -> None:
+        if isinstance(source, Path):
+            content: Callable[[], Any] = lambda: _file_chunks(source)
+        else:
+            content = lambda: source  # noqa: E731 — a stream is sent once
+        resp = await self.request(
+            "PUT",
+            location,
+            params={"digest": str(descriptor.digest)},
+            headers={"Content-Type": _OCTET, "Content-Length": str(descriptor.size)},
+            content=content,
+            scopes=frozenset({repository_scope(repo, "pull", "push")}),
+            what=what,
+            replayable=isinstance(source, Path),
+        )
+        self._check_blob_answer(resp, descriptor, what)
+
+    async def _upload_chunked(self, repo: str, location: str, descriptor: Descriptor, source: Path, what: str) -> None:
+        assert self.chunk_size
+        scopes = frozenset({repository_scope(repo, "pull", "push")})
+        offset = 0
+        with source.open("rb") as f:
+            while offset < descriptor.size:
+                data = f.read(self.chunk_size)
+                if not data:
+                    break
+                end = offset + len(data) - 1
+                resp = await self.request(
+                    "PATCH",
+                    location,
+                    headers={"Content-Type": _OCTET, "Content-Range": f"{offset}-{end}", "Content-Length": str(len(data))},
+                    content=lambda d=data: d,
+                    scopes=scopes,
+                    what=what,
+                    replayable=False,
+                )
+                location = self._location(resp, what)
+                offset = end + 1
+        resp = await self.request(
+            "PUT",
+            location,
+            params={"digest": str(descriptor.digest)},
+            headers={"Content-Type": _OCTET, "Content-Length": "0"},
+            scopes=scopes,
+            what=what,
+            replayable=False,
+        )
+        self._check_blob_answer(resp, descriptor, what)
+
+    def _check_blob_answer(self, resp: httpx.Response, descriptor: Descriptor, what: str) -> None:
+        if resp.status_code != 201:
+            raise RegistryError(f"{what}: expected 201 Created, got {resp.status_code}", status=resp.status_code)
+        header = resp.headers.get("docker-content-digest")
+        if header and header != str(descriptor.digest):
+            raise DigestMismatch(f"{what}: registry stored {header}")
+        log.debug("blob_uploaded", digest=str(descriptor.digest), size=descriptor.size)
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
+def _sep(reference: str) -> str:
+    return "@" if is_digest(reference) else ":"
+
+
+def is_digest(reference: str) -> bool:
+    """True when a manifest reference is a digest rather than a tag (tags cannot hold ':')."""
+    return ":" in reference
+
+
+def _verified_digest(raw: bytes, reference: str, header: str | None, what: str) -> Digest:
+    """sha256 of the bytes, checked against the digest asked for and the one the registry named."""
+    digest = Digest.of(raw)
+    if is_digest(reference):
+        Digest.parse(reference).verify(raw, what)
+    if header and header.startswith("sha256:") and header != str(digest):
+        raise DigestMismatch(f"{what}: registry says {header}, content hashes to {digest}")
+    return digest
+
+
+def _describe(e: Exception) -> str:
+    text = str(e) or type(e).__name__
+    return text.splitlines()[0]
+
+
+def _version() -> str:
+    from manifesto import __version__
+
+    return __version__
+
+
+async def gather_limited(calls: list[Awaitable[Any]]) -> list[Any]:
+    """Run awaitables concurrently; the first error cancels the rest and is raised."""
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+__all__ = ["RegistryClient", "AuthError", "gather_limited"]
