@@ -120,6 +120,8 @@ class RegistryClient:
         """Send a request; answer one 401 with one fresh credential; retry transient faults."""
         if not url.startswith(("http://", "https://")):
             url = self.base + url
+        if params:  # merge: an upload Location's own query (_state) must survive
+            url = str(httpx.URL(url).copy_merge_params(params))
         auth_value = await self.auth.header(self.http, scopes)
         for round_ in (0, 1):
             hdrs = dict(headers or {})
@@ -128,7 +130,7 @@ class RegistryClient:
 
             async def attempt() -> httpx.Response:
                 body = content() if content is not None else None
-                req = self.http.build_request(method, url, headers=hdrs, content=body, params=params)
+                req = self.http.build_request(method, url, headers=hdrs, content=body)
                 started = time.perf_counter()
                 resp = await self.http.send(req, stream=True)
                 log.debug(
