@@ -69,3 +69,57 @@ def register(sub, add_common) -> None:
 
     p = command("logout", "Forget stored credentials for a registry.", "manifesto.cli.account", "logout")
     p.add_argument("registry", metavar="REGISTRY")
+
+    register_publishing(sub, add_common)
+
+
+def register_publishing(sub, add_common) -> None:
+    mod = "manifesto.cli.publishing"
+
+    def command(name: str, help: str, func: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        add_common(p)
+        p.set_defaults(run=_lazy(mod, func))
+        return p
+
+    def matrix_args(p: argparse.ArgumentParser, builds: bool = True) -> None:
+        p.add_argument("-f", "--file", default="platforms.yaml", help="the platform matrix (default: platforms.yaml)")
+        p.add_argument("--image", metavar="REPO", help="publish to this repository instead of the file's `image`")
+        p.add_argument("--tag", action="append", metavar="TAG", help="use these tags instead of the file's `tags`")
+        p.add_argument("--report", metavar="FILE", help="write a JSON report (digests, platforms, tags)")
+        if builds:
+            p.add_argument("--platform", action="append", metavar="P", help="only these platforms (repeatable or comma-separated)")
+            p.add_argument("--dry-run", action="store_true", help="print the plan; build and push nothing")
+            p.add_argument("-j", "--jobs", type=int, help="builds at once (default: one per core)")
+            p.add_argument("--builder", choices=["buildah", "podman", "buildx"], help="override build.builder")
+            p.add_argument("--source-date-epoch", type=int, help="reproducible timestamps (default: $SOURCE_DATE_EPOCH)")
+            p.add_argument("--keep-work", action="store_true", help="keep the per-platform OCI layouts")
+            p.add_argument("-q", "--quiet", action="store_true", help="do not echo build output")
+
+    p = command("publish", "Build every platform of platforms.yaml, push them, and push the index under every tag.", "publish")
+    matrix_args(p)
+    p.add_argument("--push-by-digest", action="store_true", help="push the images by digest only (split publish); no index")
+    p.add_argument("--digest-file", metavar="FILE", help="with --push-by-digest: write the digests for `manifesto assemble`")
+    p.add_argument("--insecure", action="store_true")
+
+    p = command("build", "Build every platform into an OCI image layout directory (no registry).", "build")
+    matrix_args(p)
+    p.add_argument("-o", "--output", default="out/oci", help="the OCI layout directory (default: out/oci)")
+
+    p = command("assemble", "Push the index of a split publish from its digest files.", "assemble")
+    matrix_args(p, builds=False)
+    p.add_argument("digest_files", metavar="DIGEST_FILE", nargs="+")
+    p.add_argument("--insecure", action="store_true")
+
+    p = command("doctor", "Check that this machine can build and publish the matrix; --fix what root can.", "doctor")
+    p.add_argument("-f", "--file", default="platforms.yaml")
+    p.add_argument("--image", metavar="REPO", help="check this repository instead of the file's `image`")
+    p.add_argument("--platform", action="append", metavar="P")
+    p.add_argument("--builder", choices=["buildah", "podman", "buildx"])
+    p.add_argument("--fix", action="store_true", help="mount binfmt_misc and enable qemu handlers (root)")
+    p.add_argument("--insecure", action="store_true")
+
+    p = command("copy", "Copy an image or index with all its children: registry or oci:DIR[:tag], either way.", "copy")
+    p.add_argument("source", metavar="SRC")
+    p.add_argument("destination", metavar="DST")
+    p.add_argument("--insecure", action="store_true")

@@ -1,0 +1,81 @@
+"""`manifesto copy SRC DST`: an image or index with every child, between registries and layouts.
+
+A location is a registry reference (`docker://` optional) or `oci:DIR[:TAG]`. Blobs are mounted
+when source and destination are repositories of one registry, skipped when already there, and
+streamed otherwise; the destination tag is set last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from manifesto.errors import UsageError
+from manifesto.oci.digest import Digest
+from manifesto.oci.reference import Reference
+from manifesto.store.layout import LayoutStore
+from manifesto.store.registry.pool import Registries
+from manifesto.transfer import Copier, Place
+
+_LAYOUT_TAG = re.compile(r"^(.*?):([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where one end of a copy is: a registry reference, or a layout directory and tag."""
+
+    reference: Reference | None = None
+    layout: Path | None = None
+    tag: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Location:
+        if text.startswith("oci:"):
+            rest = text[4:]
+            m = _LAYOUT_TAG.match(rest)
+            path, tag = (m.group(1), m.group(2)) if m and "/" not in m.group(2) else (rest, None)
+            if not path:
+                raise UsageError(f"{text}: oci: needs a directory, e.g. oci:./out:1.0")
+            return cls(layout=Path(path), tag=tag)
+        return cls(reference=Reference.parse(text.removeprefix("docker://")))
+
+    def place(self, registries: Registries, create: bool = False) -> Place:
+        if self.layout is not None:
+            return Place(LayoutStore(self.layout, create=create), "")
+        assert self.reference is not None
+        return Place(registries.client(self.reference), self.reference.repository)
+
+    @property
+    def manifest_reference(self) -> str | None:
+        if self.reference is not None:
+            return self.reference.reference
+        return self.tag
+
+
+def copy(source: str, destination: str, *, insecure: bool = False) -> Digest:
+    src, dst = Location.parse(source), Location.parse(destination)
+    if dst.reference is not None and dst.reference.digest:
+        raise UsageError(f"{destination}: copy to a tag, not a digest")
+
+    async def run() -> Digest:
+        async with Registries(insecure=insecure) as registries:
+            src_place = src.place(registries)
+            ref = src.manifest_reference
+            if ref is None:
+                store = src_place.store
+                assert isinstance(store, LayoutStore)
+                tags = store.tags()
+                if len(tags) != 1:
+                    raise UsageError(f"{source}: the layout has {len(tags)} tags; name one as oci:DIR:TAG")
+                ref = next(iter(tags))
+            fetched = await src_place.store.get_manifest(src_place.repo, ref)
+            dst_place = dst.place(registries, create=True)
+            copier = Copier(dst_place)
+            await copier.manifest(src_place, fetched)
+            tag = (dst.reference.tag if dst.reference else dst.tag) or (ref if ":" not in ref else None) or "latest"
+            await copier.tag(tag, fetched.raw, fetched.media_type)
+            return fetched.digest
+
+    return asyncio.run(run())
