@@ -1,0 +1,127 @@
+"""The typed result of reading platforms.yaml: Matrix, its entries, and arch_tag rendering.
+
+Why a module of its own: the plan, publish and the CLI use these types without caring how the
+YAML was validated (that lives in spec.py, which re-exports everything here). Pure data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from manifesto.oci.platform import Platform
+from manifesto.oci.reference import Reference
+
+LAYOUT_PREFIX = "oci:"
+
+# Set by the plan for every platform (docker buildx's automatic platform args).
+PLATFORM_ARGS = ("TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT")
+
+# arch_tag placeholders, in the order the docs list them.
+PLACEHOLDERS = ("registry", "repository", "name", "tag", "os", "arch", "variant", "arch_ns", "platform_slug")
+
+
+# ---- the typed result -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the index goes: a registry repository (no tag) or an OCI image layout directory."""
+
+    reference: Reference | None = None
+    layout: Path | None = None
+
+    @property
+    def is_layout(self) -> bool:
+        """True for an `oci:DIR` target."""
+        return self.layout is not None
+
+    def tagged(self, tag: str) -> str:
+        """How one tag of the index is addressed, for display."""
+        if self.reference is not None:
+            return str(self.reference.with_tag(tag))
+        return f"{LAYOUT_PREFIX}{self.layout}:{tag}"
+
+    def __str__(self) -> str:
+        return self.reference.name if self.reference is not None else f"{LAYOUT_PREFIX}{self.layout}"
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """The `build:` section with defaults applied; paths are absolute."""
+
+    builder: str
+    context: Path
+    dockerfile: Path
+    args: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One item of `platforms:`: built from a Dockerfile, or (with `image`) assembled as is.
+
+    For built entries context, dockerfile and args are the effective ones (global settings
+    with this entry's overrides; args without the TARGET* platform args, which the plan adds).
+    Assemble-only entries carry the global context/dockerfile and no args; nothing uses them.
+    """
+
+    platform: Platform | None
+    image: Reference | None
+    context: Path
+    dockerfile: Path
+    args: dict[str, str]
+    line: int
+
+    @property
+    def builds(self) -> bool:
+        """True when this entry is built (it has no `image:`)."""
+        return self.image is None
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """A validated platforms.yaml."""
+
+    path: Path
+    image: Target
+    tags: tuple[str, ...]
+    format: str
+    index_media_type: str
+    annotations: dict[str, str]
+    build: BuildSettings
+    arch_tag: str | None
+    entries: tuple[Entry, ...]
+
+    @property
+    def platforms(self) -> tuple[Platform, ...]:
+        """The platforms the matrix declares (assemble entries without `platform:` have none)."""
+        return tuple(e.platform for e in self.entries if e.platform is not None)
+
+    def arch_refs(self, platform: Platform) -> tuple[Reference, ...]:
+        """The per-architecture references `arch_tag` gives a platform, one per tag (or none)."""
+        if self.arch_tag is None or self.image.reference is None:
+            return ()
+        return tuple(render_arch_tag(self.arch_tag, self.image.reference, platform, t) for t in self.tags)
+
+
+# ---- arch_tag ---------------------------------------------------------------------------------
+
+
+def arch_tag_values(target: Reference, platform: Platform, tag: str) -> dict[str, str]:
+    """The values of every arch_tag placeholder for one platform and tag."""
+    return {
+        "registry": target.registry,
+        "repository": target.repository,
+        "name": target.repository.rsplit("/", 1)[-1],
+        "tag": tag,
+        "os": platform.os,
+        "arch": platform.architecture,
+        "variant": platform.variant or "",
+        "arch_ns": platform.namespace or "",
+        "platform_slug": str(platform).replace("/", "-"),
+    }
+
+
+def render_arch_tag(template: str, target: Reference, platform: Platform, tag: str) -> Reference:
+    """Fill an arch_tag template and parse the result (InvalidReference if it is not one)."""
+    return Reference.parse(template.format_map(arch_tag_values(target, platform, tag)))

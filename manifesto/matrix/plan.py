@@ -1,0 +1,228 @@
+"""Matrix → Plan: what `manifesto publish` will build, copy and push, decided before any I/O.
+
+Why: the plan is pure so `--dry-run` shows exactly what a real run does, and tests can check
+filtering and build args without a builder or a registry. publish.py runs a Plan step by step;
+render() is the text `--dry-run` prints.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from manifesto.errors import UsageError
+from manifesto.matrix.model import PLATFORM_ARGS, Matrix, Target
+from manifesto.oci.mediatype import format_name
+from manifesto.oci.platform import Platform
+from manifesto.oci.reference import Reference
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    """Build one platform. `args` is complete: global, entry, then the TARGET* platform args."""
+
+    platform: Platform
+    context: Path
+    dockerfile: Path
+    args: dict[str, str]
+    arch_refs: tuple[Reference, ...]
+
+
+@dataclass(frozen=True)
+class AssembleStep:
+    """Copy an existing image into the index; platform None means: read it from its config."""
+
+    source: Reference
+    platform: Platform | None
+
+
+Step = BuildStep | AssembleStep
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every step of a publish, in matrix order, and the index they end in."""
+
+    matrix: Matrix
+    steps: tuple[Step, ...]
+    tags: tuple[str, ...]
+    target: Target
+    index_media_type: str
+    annotations: dict[str, str]
+
+    @property
+    def builder(self) -> str:
+        """The builder the build steps use."""
+        return self.matrix.build.builder
+
+    @property
+    def build_steps(self) -> tuple[BuildStep, ...]:
+        return tuple(s for s in self.steps if isinstance(s, BuildStep))
+
+    @property
+    def assemble_steps(self) -> tuple[AssembleStep, ...]:
+        return tuple(s for s in self.steps if isinstance(s, AssembleStep))
+
+    @property
+    def filtered(self) -> bool:
+        """True when `--platform` left some of the matrix out."""
+        return len(self.steps) < len(self.matrix.entries)
+
+    @property
+    def index_refs(self) -> tuple[Reference, ...]:
+        """The index's tagged references (empty for an OCI layout target)."""
+        ref = self.target.reference
+        return tuple(ref.with_tag(t) for t in self.tags) if ref is not None else ()
+
+
+def platform_args(platform: Platform) -> dict[str, str]:
+    """The automatic platform build args, as docker buildx sets them (variant kept as given)."""
+    return {
+        "TARGETPLATFORM": str(platform),
+        "TARGETOS": platform.os,
+        "TARGETARCH": platform.architecture,
+        "TARGETVARIANT": platform.variant or "",
+    }
+
+
+def make_plan(matrix: Matrix, only: Sequence[Platform] | None = None) -> Plan:
+    """Turn a matrix into steps; `only` (the `--platform` filter) keeps just those platforms.
+
+    A filter naming a platform the matrix lacks is a UsageError. Entries with only `image:`
+    have no platform until publish reads their config, so a filter never selects them.
+    """
+    wanted = _dedupe(only or ())
+    if wanted:
+        declared = matrix.platforms
+        missing = [p for p in wanted if not any(p.same_as(d) for d in declared)]
+        if missing:
+            raise UsageError(_missing_message(matrix, missing))
+    steps: list[Step] = []
+    for entry in matrix.entries:
+        if wanted and (entry.platform is None or not any(entry.platform.same_as(p) for p in wanted)):
+            continue
+        if entry.image is not None:
+            steps.append(AssembleStep(source=entry.image, platform=entry.platform))
+            continue
+        assert entry.platform is not None
+        steps.append(
+            BuildStep(
+                platform=entry.platform,
+                context=entry.context,
+                dockerfile=entry.dockerfile,
+                args={**entry.args, **platform_args(entry.platform)},
+                arch_refs=matrix.arch_refs(entry.platform),
+            )
+        )
+    return Plan(
+        matrix=matrix,
+        steps=tuple(steps),
+        tags=matrix.tags,
+        target=matrix.image,
+        index_media_type=matrix.index_media_type,
+        annotations=dict(matrix.annotations),
+    )
+
+
+def _dedupe(platforms: Sequence[Platform]) -> list[Platform]:
+    out: list[Platform] = []
+    for p in platforms:
+        if not any(p.same_as(q) for q in out):
+            out.append(p)
+    return out
+
+
+def _missing_message(matrix: Matrix, missing: list[Platform]) -> str:
+    names = ", ".join(str(p) for p in missing)
+    verb = "is" if len(missing) == 1 else "are"
+    has = ", ".join(str(p) for p in matrix.platforms) or "no declared platforms"
+    message = f"platform {names} {verb} not in {matrix.path} (it has: {has})"
+    if any(e.platform is None for e in matrix.entries):
+        message += "; entries with only 'image:' cannot be selected until they declare 'platform:'"
+    return message
+
+
+# ---- rendering --------------------------------------------------------------------------------
+
+
+def render(plan: Plan) -> str:
+    """The human-readable plan `--dry-run` prints: one row per step, then the index."""
+    matrix = plan.matrix
+    base = Path(os.path.abspath(matrix.path)).parent
+    total = len(matrix.entries)
+    builds, assembles = len(plan.build_steps), len(plan.assemble_steps)
+    counts = [f"{builds} build{'s' if builds != 1 else ''}"]
+    if assembles:
+        counts.append(f"{assembles} assembled")
+    noun = "entry" if total == 1 else "entries"
+    selected = f"{len(plan.steps)} of {total} {noun}" if plan.filtered else f"{total} {noun}"
+    lines = [f"plan for {matrix.path}: {selected} ({', '.join(counts)}), builder {plan.builder}"]
+    if plan.build_steps:
+        common = "".join(f"{k}={v} " for k, v in matrix.build.args.items())
+        lines.append(f"  build args: {common + '+ ' if common else ''}{', '.join(PLATFORM_ARGS)} per platform")
+    lines.append("")
+
+    rows: list[list[list[str]]] = []
+    show_args = False
+    for step in plan.steps:
+        if isinstance(step, BuildStep):
+            extra = _extra_args(step, matrix.build.args)
+            show_args = show_args or bool(extra)
+            push = [_by_digest(plan.target)] + [str(r) for r in step.arch_refs]
+            source = f"{_rel(step.context, base)} ({_rel(step.dockerfile, step.context)})"
+            rows.append([[str(step.platform)], ["build"], [source], [extra or "-"], push])
+        else:
+            platform = str(step.platform) if step.platform else "(from config)"
+            rows.append([[platform], ["assemble"], [str(step.source)], ["-"], [_by_digest(plan.target)]])
+    header = ["PLATFORM", "STEP", "FROM", "ARGS", "PUSHED AS"]
+    if not show_args:
+        header.pop(3)
+        rows = [row[:3] + row[4:] for row in rows]
+    widths = [max([len(header[i])] + [len(text) for row in rows for text in row[i]]) for i in range(len(header))]
+    lines.append(_row(header, widths))
+    for row in rows:
+        for n in range(max(len(cell) for cell in row)):
+            lines.append(_row([cell[n] if n < len(cell) else "" for cell in row], widths))
+
+    lines.append("")
+    lines.append("index")
+    fields = [
+        ("media type", [f"{plan.index_media_type} ({format_name(plan.index_media_type)})"]),
+        ("target", [str(plan.target) if not plan.target.is_layout else _layout(plan.target, base)]),
+        ("tags", [", ".join(plan.tags)]),
+    ]
+    if plan.annotations:
+        fields.append(("annotations", [f"{k}={v}" for k, v in plan.annotations.items()]))
+    label_width = max(len(label) for label, _ in fields)
+    for label, values in fields:
+        for n, value in enumerate(values):
+            lines.append(f"  {(label if n == 0 else ''):<{label_width}}  {value}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _row(cells: list[str], widths: list[int]) -> str:
+    return ("  " + "  ".join(f"{c:<{w}}" for c, w in zip(cells, widths))).rstrip()
+
+
+def _extra_args(step: BuildStep, common: dict[str, str]) -> str:
+    """Args this step adds or changes beyond the global ones (platform args left out)."""
+    return " ".join(
+        f"{k}={v}" for k, v in step.args.items() if k not in PLATFORM_ARGS and common.get(k) != v
+    )
+
+
+def _by_digest(target: Target) -> str:
+    if target.reference is not None:
+        return f"{target.reference.name}@<digest>"
+    return "layout, by digest"
+
+
+def _layout(target: Target, base: Path) -> str:
+    assert target.layout is not None
+    return f"oci:{_rel(target.layout, base)}"
+
+
+def _rel(path: Path, base: Path) -> str:
+    return os.path.relpath(path, base)
