@@ -27,7 +27,7 @@ class Digest:
     @classmethod
     def parse(cls, text: str) -> Digest:
         """Parse `sha256:<64 hex>`; raise InvalidDigest naming what is wrong."""
-        m = _SHAPE.match(text or "")
+        m = _SHAPE.fullmatch(text or "")  # not match(): `$` would accept a trailing newline
         if not m:
             raise InvalidDigest(f"invalid digest {text!r}: expected algorithm:hex, e.g. sha256:<64 hex digits>")
         algorithm, encoded = m.groups()

@@ -22,6 +22,7 @@ _ARCH_ALIASES: dict[str, tuple[str, str | None]] = {
     "aarch64": ("arm64", None),
     "arm64": ("arm64", None),
     "arm64v8": ("arm64", "v8"),
+    "arm": ("arm", None),  # bare `arm` (also as a one-word alias) is arm/v7, below
     "armhf": ("arm", "v7"),
     "armel": ("arm", "v6"),
     "armv7": ("arm", "v7"),
@@ -122,20 +123,20 @@ class Platform:
         os_name = _OS_ALIASES.get(os_name.lower(), os_name.lower())
         arch = arch.lower()
         variant = variant.lower() if variant else None
-        if not _WORD.match(os_name):
+        if not _WORD.fullmatch(os_name):
             raise InvalidPlatform(f"invalid platform {label!r}: bad os {os_name!r}")
         if arch in _ARCH_ALIASES:
             arch, implied = _ARCH_ALIASES[arch]
             if implied and variant and variant != implied:
                 raise InvalidPlatform(f"invalid platform {label!r}: {implied} implied by the name contradicts {variant}")
             variant = variant or implied
-        elif not _WORD.match(arch):
+        elif not _WORD.fullmatch(arch):
             raise InvalidPlatform(f"invalid platform {label!r}: bad architecture {arch!r}")
         if arch == "arm" and variant is None:
             variant = "v7"
         if variant is not None:
             allowed = _VARIANTS.get(arch)
-            if allowed is None or not allowed.match(variant):
+            if allowed is None or not allowed.fullmatch(variant):
                 raise InvalidPlatform(f"invalid platform {label!r}: {arch} has no variant {variant!r}")
         return cls(os_name, arch, variant)
 

@@ -51,14 +51,14 @@ class Reference:
         colon = path.rfind(":")
         if colon > last_slash:
             path, tag = path[:colon], path[colon + 1 :]
-            if not _TAG.match(tag):
+            if not _TAG.fullmatch(tag):
                 raise InvalidReference(f"invalid reference {text!r}: bad tag {tag!r}")
         if not path:
             raise InvalidReference(f"invalid reference {text!r}: missing repository name")
         if path.lower() != path:
             raise InvalidReference(f"invalid reference {text!r}: repository name must be lowercase")
         for component in path.split("/"):
-            if not _COMPONENT.match(component):
+            if not _COMPONENT.fullmatch(component):
                 raise InvalidReference(f"invalid reference {text!r}: bad repository component {component!r}")
         if registry is None:
             registry = DOCKER_HUB
@@ -105,7 +105,7 @@ class Reference:
 
     def with_tag(self, tag: str | None) -> Reference:
         """Same repository, another tag (digest dropped)."""
-        if tag is not None and not _TAG.match(tag):
+        if tag is not None and not _TAG.fullmatch(tag):
             raise InvalidReference(f"invalid tag {tag!r}")
         return replace(self, tag=tag, digest=None)
 
@@ -141,7 +141,7 @@ def _check_registry(registry: str, text: str) -> None:
             ipaddress.IPv6Address(host[1:-1])
         except ValueError:
             raise InvalidReference(f"invalid reference {text!r}: bad registry address {host!r}") from None
-    elif not _HOSTNAME.match(host):
+    elif not _HOSTNAME.fullmatch(host):
         raise InvalidReference(f"invalid reference {text!r}: bad registry host {host!r}")
 
 
