@@ -72,8 +72,12 @@ class RegistryClient:
         timeout: float = 60.0,
     ):
         self.registry = registry
-        self.plain_http = insecure or is_loopback_host(registry)
-        self.base = f"{'http' if self.plain_http else 'https'}://{registry}"
+        # Verified HTTPS, except for loopback registries and --insecure: those get HTTPS without
+        # verification if they speak it, else plain HTTP (decided once, by the first request).
+        self.verified = not (insecure or is_loopback_host(registry))
+        self.base = f"https://{registry}"
+        self._scheme_known = self.verified
+        self._scheme_lock = asyncio.Lock()
         self.auth = Authenticator(registry, credential)
         self.attempts = attempts
         self.backoff = backoff
@@ -87,8 +91,8 @@ class RegistryClient:
         if transport is not None:
             kwargs["transport"] = transport
         else:
-            kwargs["verify"] = _ssl_context(registry, insecure, certs_dir)
-            kwargs["http2"] = not self.plain_http
+            kwargs["verify"] = _ssl_context(registry, not self.verified, certs_dir)
+            kwargs["http2"] = True
             kwargs["limits"] = httpx.Limits(max_connections=max_concurrency * 2, max_keepalive_connections=max_concurrency)
         self.http = httpx.AsyncClient(**kwargs)
 
@@ -118,6 +122,8 @@ class RegistryClient:
         ok_401: bool = False,
     ) -> httpx.Response:
         """Send a request; answer one 401 with one fresh credential; retry transient faults."""
+        if not self._scheme_known:
+            await self._choose_scheme()
         if not url.startswith(("http://", "https://")):
             url = self.base + url
         if params:  # merge: an upload Location's own query (_state) must survive
@@ -166,6 +172,18 @@ class RegistryClient:
             await resp.aread()
             raise error_for(resp.status_code, resp.content, resp.headers.get("content-type", ""), what)
         return resp
+
+    async def _choose_scheme(self) -> None:
+        """HTTPS if the registry answers it, else plain HTTP (only for loopback or --insecure)."""
+        async with self._scheme_lock:
+            if self._scheme_known:
+                return
+            try:
+                await self.http.get(f"{self.base}/v2/", timeout=httpx.Timeout(10.0, connect=5.0))
+            except httpx.TransportError:
+                self.base = f"http://{self.registry}"
+            log.debug("registry_scheme", registry=self.registry, base=self.base)
+            self._scheme_known = True
 
     async def check_login(self) -> None:
         """GET /v2/ with the credential (answering the challenge); AuthError if it is refused."""

@@ -1,0 +1,88 @@
+"""TLS: verified by default with docker's certs.d CA; loopback/--insecure probe HTTPS, then HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from manifesto.store.registry.client import RegistryClient, _ssl_context
+from tests.support.registry import Registry
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "manifesto test registry")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def tls_registry(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = _self_signed(d)
+    reg = Registry(d / "reg", extra_config={"http": {"tls": {"certificate": str(cert), "key": str(key)}}}).start()
+    reg.ca = cert
+    yield reg
+    reg.stop()
+
+
+async def _ping(client: RegistryClient) -> str:
+    async with client:
+        await client.check_login()
+        return client.base
+
+
+def test_loopback_registry_speaking_tls_is_reached_over_https(tls_registry):
+    assert asyncio.run(_ping(RegistryClient(tls_registry.host))) == f"https://{tls_registry.host}"
+
+
+def test_loopback_registry_without_tls_falls_back_to_http(registry):
+    assert asyncio.run(_ping(RegistryClient(registry.host))) == f"http://{registry.host}"
+
+
+def test_certs_d_ca_makes_verification_pass(tls_registry, tmp_path):
+    certs = tmp_path / "certs.d"
+    (certs / tls_registry.host).mkdir(parents=True)
+    (certs / tls_registry.host / "ca.crt").write_bytes(tls_registry.ca.read_bytes())
+
+    async def get(verify) -> int:
+        async with httpx.AsyncClient(verify=verify) as http:
+            return (await http.get(f"https://{tls_registry.host}/v2/")).status_code
+
+    assert asyncio.run(get(_ssl_context(tls_registry.host, False, certs))) == 200
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        asyncio.run(get(_ssl_context(tls_registry.host, False, tmp_path / "empty")))
+
+
+def test_remote_registries_are_verified_https_from_the_start():
+    client = RegistryClient("registry.example.com")
+    assert client.verified and client.base == "https://registry.example.com"
+    assert isinstance(_ssl_context("registry.example.com", False, Path("/nonexistent")), ssl.SSLContext)
+    asyncio.run(client.aclose())
