@@ -9,6 +9,7 @@ grant_type=refresh_token (oauth.md). Tokens are cached per scope set until `expi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import time
@@ -25,6 +26,9 @@ log = structlog.get_logger("manifesto.auth")
 
 _TOKEN68 = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 _SCHEME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# An unquoted value: an RFC token, read leniently up to the next comma or space, so that a bare
+# URL (`realm=https://auth.example.com/token`, not RFC-valid) is kept whole, not cut at its colon.
+_BARE_VALUE = re.compile(r'[^\s,"]+')
 DEFAULT_EXPIRES = 60
 CLOCK_SKEW = 5
 
@@ -93,7 +97,7 @@ def parse_challenges(header: str) -> list[Challenge]:
                 value = "".join(buf)
                 j += 1
             else:
-                mv = _SCHEME.match(header, j)
+                mv = _BARE_VALUE.match(header, j)
                 value = mv.group(0) if mv else ""
                 j = mv.end() if mv else j
             params[key] = value
@@ -139,6 +143,7 @@ class Authenticator:
         self._clock = clock
         self._challenge: Challenge | None = None
         self._tokens: list[_Token] = []
+        self._fetching = asyncio.Lock()
         self.token_fetches = 0
 
     def _covers(self, token: _Token, wanted: frozenset[str]) -> bool:
@@ -153,15 +158,28 @@ class Authenticator:
         if ch.scheme == "basic":
             return self._basic()
         if ch.scheme == "bearer":
-            now = self._clock()
-            for token in self._tokens:
-                if token.expires_at > now and self._covers(token, scopes):
-                    return f"Bearer {token.value}"
-            return f"Bearer {await self._fetch_token(http, ch, scopes)}"
+            cached = self._cached(scopes)
+            if cached is None:
+                async with self._fetching:  # concurrent requests for one scope share one fetch
+                    cached = self._cached(scopes) or await self._fetch_token(http, ch, scopes)
+            return f"Bearer {cached}"
         return None
 
-    async def answer(self, http: httpx.AsyncClient, www_authenticate: str, scopes: frozenset[str]) -> str:
-        """Handle a 401: learn the scheme, fetch a fresh token; return the header to retry with."""
+    def _cached(self, scopes: frozenset[str]) -> str | None:
+        now = self._clock()
+        for token in self._tokens:
+            if token.expires_at > now and self._covers(token, scopes):
+                return token.value
+        return None
+
+    async def answer(
+        self, http: httpx.AsyncClient, www_authenticate: str, scopes: frozenset[str], sent: str | None = None
+    ) -> str:
+        """Handle a 401 to a request sent with `sent`: return the Authorization to retry with.
+
+        Learns the scheme; for Bearer, drops the refused token and fetches one fresh token,
+        unless a concurrent request already fetched a different one that covers these scopes.
+        """
         challenges = parse_challenges(www_authenticate or "")
         chosen = next((c for c in challenges if c.scheme == "bearer"), None) or next(
             (c for c in challenges if c.scheme == "basic"), None
@@ -175,9 +193,11 @@ class Authenticator:
                 raise AuthError(f"{self.registry}: authentication required; run `manifesto login {self.registry}`")
             return value
         wanted = merge_scopes(scopes, chosen.scopes)
-        # The token we sent was refused: forget tokens covering these scopes, fetch once.
-        self._tokens = [t for t in self._tokens if not self._covers(t, wanted)]
-        return f"Bearer {await self._fetch_token(http, chosen, wanted)}"
+        refused = sent.removeprefix("Bearer ") if sent else None
+        async with self._fetching:
+            self._tokens = [t for t in self._tokens if t.value != refused]
+            value = self._cached(wanted) or await self._fetch_token(http, chosen, wanted)
+        return f"Bearer {value}"
 
     def _basic(self) -> str | None:
         cred = self.credential

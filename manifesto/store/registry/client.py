@@ -165,7 +165,7 @@ class RegistryClient:
                 break
             challenge = resp.headers.get("www-authenticate", "")
             await resp.aclose()
-            auth_value = await self.auth.answer(self.http, challenge, scopes)
+            auth_value = await self.auth.answer(self.http, challenge, scopes, sent=auth_value)
         if resp.status_code == 401 and ok_401:
             return resp
         if resp.status_code >= 400:
