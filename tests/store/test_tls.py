@@ -85,3 +85,4 @@ def test_remote_registries_are_verified_https_from_the_start():
     client = RegistryClient("registry.example.com")
     assert client.verified and client.base == "https://registry.example.com"
     assert isinstance(_ssl_context("registry.example.com", False, Path("/nonexistent")), ssl.SSLContext)
+    asyncio.run(client.aclose())
