@@ -14,6 +14,7 @@ PodmanBuilder (podman.py) is this class with a different tool name and a few fla
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -164,10 +165,8 @@ class BuildahBuilder:
                     self.command(*self.push_args(local_name, request.output, request.tag)), on_line=on_line, label=label
                 )
         finally:
-            try:
+            with contextlib.suppress(BuildError):
                 self.runner.capture(self.command(*self.remove_args(local_name)), check=False)
-            except BuildError:
-                pass
         built = load_built(request, self.name)
         log.info("build_done", builder=self.name, platform=label, digest=str(built.digest))
         return built

@@ -1,0 +1,137 @@
+"""What every builder takes and gives: BuildRequest in, BuiltImage out, Problems from check().
+
+A builder turns one (platform, context, Dockerfile) into one single-platform image in an OCI
+image layout directory; publishing then copies that layout to a registry. Builders are
+synchronous (they wait on a subprocess); the publish code runs several in threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from manifesto.errors import InvalidPlatform, UsageError, VerificationError
+from manifesto.oci import mediatype
+from manifesto.oci.config import ImageConfig
+from manifesto.oci.digest import Digest
+from manifesto.oci.manifest import ImageManifest
+from manifesto.oci.platform import Platform
+from manifesto.store.layout import LayoutStore, valid_ref_name
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something that stops a build from working here, and how to fix it.
+
+    `fix` is the text shown to the user (usually a command); `commands` are the argv lists that
+    an automatic fix (`doctor --fix`) may run as root, in order — empty when it needs a human.
+    """
+
+    message: str
+    fix: str | None = None
+    commands: tuple[tuple[str, ...], ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.message} (fix: {self.fix})" if self.fix else self.message
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """Build one platform of an image into the OCI layout at `output`, under `tag`."""
+
+    platform: Platform
+    context: Path
+    dockerfile: Path
+    args: dict[str, str]
+    output: Path
+    tag: str = "latest"
+    source_date_epoch: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """A built single-platform image: where it is (layout + tag) and what it is (digest)."""
+
+    platform: Platform
+    layout: Path
+    tag: str
+    digest: Digest
+    media_type: str
+
+
+@runtime_checkable
+class Builder(Protocol):
+    """A way to build images (buildah, podman, docker buildx)."""
+
+    name: str
+
+    def check(self) -> list[Problem]:
+        """What stops this builder from working here; empty when it is usable."""
+        ...
+
+    def build(self, request: BuildRequest, on_line: Callable[[str], None]) -> BuiltImage:
+        """Build `request`, streaming log lines to `on_line`; raises BuildError/VerificationError."""
+        ...
+
+
+def normalized(platform: Platform) -> Platform:
+    """A platform as containerd would normalize it; unknown spellings are kept as they are."""
+    try:
+        return Platform.normalize_parts(platform.os, platform.architecture, platform.variant)
+    except InvalidPlatform:
+        return platform
+
+
+def verify_platform(requested: Platform, got: Platform, where: str) -> None:
+    """Raise VerificationError unless an image config's platform is the one requested.
+
+    Compared after normalization, so arm64 and arm64/v8 (and arm and arm/v7) are the same.
+    """
+    if not normalized(requested).same_as(normalized(got)):
+        raise VerificationError(f"{where}: built for {got}, but {requested} was requested")
+
+
+def validate_request(request: BuildRequest) -> BuildRequest:
+    """Check a request's paths and tag before any tool runs; return it with absolute paths."""
+    context = request.context.resolve()
+    dockerfile = request.dockerfile.resolve()
+    output = request.output.resolve()
+    if not context.is_dir():
+        raise UsageError(f"build context {request.context} is not a directory")
+    if not dockerfile.is_file():
+        raise UsageError(f"Dockerfile {request.dockerfile} does not exist")
+    if ":" in str(output):
+        raise UsageError(f"output layout path {output} must not contain ':' (the oci: transport splits on it)")
+    if not valid_ref_name(request.tag):
+        raise UsageError(f"invalid tag {request.tag!r} for an OCI layout")
+    for key in request.args:
+        if not key or "=" in key:
+            raise UsageError(f"invalid build arg name {key!r}")
+    return replace(request, context=context, dockerfile=dockerfile, output=output)
+
+
+def load_built(request: BuildRequest, builder: str) -> BuiltImage:
+    """Read a just-built image back from its layout, verifying bytes and platform.
+
+    The digest comes from the verified manifest bytes; the image config must say the platform
+    that was requested (a builder silently building for the host is the classic failure).
+    """
+    store = LayoutStore(request.output)
+    where = f"{request.platform}: {builder} image {request.output}:{request.tag}"
+    fetched = store.manifest(request.tag)
+    if not mediatype.is_image_manifest(fetched.media_type):
+        raise VerificationError(f"{where}: expected an image manifest, got {fetched.media_type}")
+    manifest = ImageManifest.parse(fetched.raw, fetched.media_type, where)
+    config = ImageConfig.parse(store.read_bytes(manifest.config.digest, "config"), f"{where}: config")
+    verify_platform(request.platform, config.platform, where)
+    return BuiltImage(
+        platform=request.platform,
+        layout=request.output,
+        tag=request.tag,
+        digest=fetched.digest,
+        media_type=fetched.media_type,
+    )

@@ -1,0 +1,386 @@
+"""Builders: real buildah/podman builds of examples/hello (under qemu), runner, buildx, doctor."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shutil
+import tarfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from manifesto import doctor
+from manifesto.build import BUILDER_NAMES, get_builder
+from manifesto.build.base import BuildRequest, BuiltImage, Problem, load_built, verify_platform
+from manifesto.build.binfmt import check as binfmt_check
+from manifesto.build.binfmt import fix as binfmt_fix
+from manifesto.build.buildah import BuildahBuilder
+from manifesto.build.buildx import BuildxBuilder
+from manifesto.build.podman import PodmanBuilder
+from manifesto.build.runner import Runner
+from manifesto.errors import BuildError, UsageError, VerificationError
+from manifesto.oci import canonical, mediatype
+from manifesto.oci.config import ImageConfig
+from manifesto.oci.descriptor import Descriptor
+from manifesto.oci.digest import Digest
+from manifesto.oci.manifest import ImageManifest
+from manifesto.oci.platform import Platform
+from manifesto.store.layout import LayoutStore
+from tests.support.tools import REPO_ROOT, missing, require, run
+
+HELLO = REPO_ROOT / "examples" / "hello"
+EPOCH = 1700000000
+
+
+# ---- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def hello() -> Path:
+    """examples/hello with its per-arch rootfs laid out by prepare.sh."""
+    done = run(["bash", HELLO / "prepare.sh"], check=False, timeout=600)
+    if done.returncode != 0:
+        missing(f"examples/hello/prepare.sh failed (needs busybox-static .debs): {done.stderr[-800:]}")
+    return HELLO
+
+
+@pytest.fixture(scope="session")
+def emulation() -> None:
+    """qemu binfmt usable for the foreign example platforms (fixed as root if needed)."""
+    platforms = [Platform.parse(p) for p in ("linux/arm64/v8", "linux/arm/v7", "linux/s390x", "linux/ppc64le")]
+    problems = binfmt_check(platforms)
+    if problems and os.geteuid() == 0:
+        binfmt_fix(problems)
+        problems = binfmt_check(platforms)
+    if problems:
+        missing("qemu binfmt not usable: " + "; ".join(map(str, problems)))
+
+
+@pytest.fixture(scope="session")
+def buildah(tmp_path_factory: pytest.TempPathFactory) -> BuildahBuilder:
+    require("buildah")
+    b = BuildahBuilder(Runner(), storage=tmp_path_factory.mktemp("buildah-storage"))
+    assert b.check() == []
+    return b
+
+
+def request(ctx: Path, platform: str, output: Path, **kw: object) -> BuildRequest:
+    return BuildRequest(Platform.parse(platform), ctx, ctx / "Dockerfile", {}, output, **kw)  # type: ignore[arg-type]
+
+
+def layer_file(store: LayoutStore, built: BuiltImage, name: str) -> bytes:
+    """A file's bytes from the image's layers (last layer wins)."""
+    manifest = ImageManifest.parse(store.manifest(built.tag).raw, built.media_type)
+    found = None
+    for layer in manifest.layers:
+        data = store.read_bytes(layer.digest, "layer")
+        if layer.media_type.endswith("+gzip"):
+            data = gzip.decompress(data)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for member in tar.getmembers():
+                if member.name.lstrip("./") == name and member.isfile():
+                    found = tar.extractfile(member).read()  # type: ignore[union-attr]
+    assert found is not None, f"{name} not in any layer"
+    return found
+
+
+def config_of(store: LayoutStore, built: BuiltImage) -> ImageConfig:
+    manifest = ImageManifest.parse(store.manifest(built.tag).raw, built.media_type)
+    return ImageConfig.parse(store.read_bytes(manifest.config.digest))
+
+
+# ---- real builds --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_buildah_builds_arm64_under_qemu_reproducibly(
+    buildah: BuildahBuilder, hello: Path, emulation: None, tmp_path: Path
+) -> None:
+    lines: list[str] = []
+    out = tmp_path / "layout"
+    built = buildah.build(request(hello, "linux/arm64/v8", out, tag="arm64v8", source_date_epoch=EPOCH), lines.append)
+
+    assert built.media_type == mediatype.OCI_MANIFEST
+    store = LayoutStore(out)
+    assert store.tags()["arm64v8"].digest == built.digest
+    config = config_of(store, built)
+    assert (config.platform.os, config.platform.architecture, config.platform.variant) == ("linux", "arm64", "v8")
+    assert config.cmd == ("/bin/sh", "-c", "echo hello from $(cat /etc/built-on)")
+    assert config.created == "2023-11-14T22:13:20Z"
+    # the RUN step really ran under qemu-aarch64
+    assert layer_file(store, built, "etc/built-on") == b"aarch64\n"
+    assert "built on aarch64" in lines
+    # nothing left in the builder's storage
+    images = run(buildah.command("images", "--quiet")).stdout.split()
+    assert images == []
+
+    # same inputs + SOURCE_DATE_EPOCH: same manifest digest, into another layout and tag
+    again = buildah.build(
+        request(hello, "linux/arm64/v8", tmp_path / "again", tag="second", source_date_epoch=EPOCH), lambda _: None
+    )
+    assert again.digest == built.digest
+    # peer check: skopeo reads the layout buildah wrote through our store
+    skopeo = shutil.which("skopeo")
+    if skopeo:
+        info = json.loads(run([skopeo, "inspect", f"oci:{out}:arm64v8"]).stdout)
+        assert (info["Architecture"], info["Os"]) == ("arm64", "linux")
+
+
+@pytest.mark.slow
+def test_buildah_builds_two_platforms_at_once_into_one_layout(
+    buildah: BuildahBuilder, hello: Path, emulation: None, tmp_path: Path
+) -> None:
+    out = tmp_path / "layout"
+    platforms = {"linux/arm/v7": "armv7l", "linux/s390x": "s390x"}
+
+    def one(p: str) -> tuple[str, BuiltImage]:
+        return p, buildah.build(request(hello, p, out, tag=p.replace("/", "-")), lambda _: None)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(one, platforms))
+    store = LayoutStore(out)
+    assert sorted(store.tags()) == ["linux-arm-v7", "linux-s390x"]
+    for p, built in results:
+        assert store.tags()[built.tag].digest == built.digest
+        assert config_of(store, built).platform.architecture == Platform.parse(p).architecture
+        assert layer_file(store, built, "etc/built-on") == f"{platforms[p]}\n".encode()
+
+
+@pytest.mark.slow
+def test_podman_builds_ppc64le(hello: Path, emulation: None, tmp_path: Path) -> None:
+    require("podman")
+    podman = PodmanBuilder(Runner(), storage=tmp_path / "storage")
+    assert podman.check() == []
+    built = podman.build(request(hello, "linux/ppc64le", tmp_path / "layout", source_date_epoch=EPOCH), lambda _: None)
+    store = LayoutStore(tmp_path / "layout")
+    assert built.tag == "latest" and built.media_type == mediatype.OCI_MANIFEST
+    assert config_of(store, built).platform.architecture == "ppc64le"
+    assert layer_file(store, built, "etc/built-on") == b"ppc64le\n"
+    assert run(podman.command("images", "--quiet")).stdout.split() == []
+    shutil.rmtree(podman.runroot, ignore_errors=True)  # may live outside tmp_path (50-char limit)
+
+
+def test_failing_dockerfile_raises_with_the_commands_output(
+    buildah: BuildahBuilder, hello: Path, tmp_path: Path
+) -> None:
+    ctx = tmp_path / "ctx"
+    shutil.copytree(hello / "rootfs-amd64", ctx / "rootfs-amd64", symlinks=True)
+    (ctx / "Dockerfile").write_text(
+        'FROM scratch\nCOPY rootfs-amd64/ /\nRUN ["/bin/busybox", "sh", "-c", "echo boom-marker-7f3; exit 3"]\n'
+    )
+    lines: list[str] = []
+    with pytest.raises(BuildError) as info:
+        buildah.build(request(ctx, "linux/amd64", tmp_path / "out"), lines.append)
+    assert str(info.value) == "linux/amd64: buildah exited 3"
+    assert "boom-marker-7f3" in info.value.log_tail
+    assert "boom-marker-7f3" in lines
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_args_and_labels_reach_the_image(buildah: BuildahBuilder, hello: Path, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    shutil.copytree(hello / "rootfs-amd64", ctx / "rootfs-amd64", symlinks=True)
+    (ctx / "Dockerfile").write_text(
+        "FROM scratch\nARG GREETING\nARG SOURCE_DATE_EPOCH\nARG TARGETPLATFORM\nCOPY rootfs-amd64/ /\n"
+        'RUN ["/bin/busybox", "sh", "-c", "echo $GREETING $SOURCE_DATE_EPOCH $TARGETPLATFORM > /etc/greeting"]\n'
+    )
+    req = BuildRequest(
+        Platform.parse("linux/amd64"), ctx, ctx / "Dockerfile", {"GREETING": "hi there"}, tmp_path / "out",
+        source_date_epoch=42, labels={"org.opencontainers.image.title": "t"},
+    )  # fmt: skip
+    built = buildah.build(req, lambda _: None)
+    store = LayoutStore(tmp_path / "out")
+    assert layer_file(store, built, "etc/greeting") == b"hi there 42 linux/amd64\n"
+    assert config_of(store, built).labels["org.opencontainers.image.title"] == "t"
+
+
+# ---- verification -----------------------------------------------------------------------------
+
+
+def test_verify_platform_equivalences() -> None:
+    p = Platform.parse
+    verify_platform(p("linux/arm64/v8"), Platform("linux", "arm64"), "x")
+    verify_platform(p("linux/arm64"), Platform("linux", "arm64", "v8"), "x")
+    verify_platform(p("linux/arm/v7"), Platform("linux", "arm"), "x")
+    verify_platform(p("linux/amd64"), Platform("linux", "x86_64"), "x")  # normalized like containerd
+    with pytest.raises(VerificationError, match="built for linux/amd64, but linux/arm64/v8 was requested"):
+        verify_platform(p("linux/arm64/v8"), Platform("linux", "amd64"), "x")
+    with pytest.raises(VerificationError):
+        verify_platform(p("linux/arm/v6"), Platform("linux", "arm", "v7"), "x")
+
+
+def _fake_layout(path: Path, arch: str, tag: str) -> None:
+    """A layout holding one image whose config says `arch` (no build needed)."""
+    store = LayoutStore(path, create=True)
+    config = canonical.dumps({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
+    cdesc = Descriptor(mediatype.OCI_CONFIG, Digest.of(config), len(config))
+    source = path.parent / "config.json"
+    source.write_bytes(config)
+    store.add_blob(cdesc, source)
+    raw = canonical.dumps(
+        {"schemaVersion": 2, "mediaType": mediatype.OCI_MANIFEST, "config": cdesc.to_dict(), "layers": []}
+    )
+    store.put_manifest_sync(tag, raw, mediatype.OCI_MANIFEST)
+
+
+def test_a_layout_that_lies_about_its_platform_fails_verification(tmp_path: Path) -> None:
+    _fake_layout(tmp_path / "l", "amd64", "t")
+    ctx = tmp_path
+    (ctx / "Dockerfile").write_text("FROM scratch\n")
+    req = BuildRequest(Platform.parse("linux/arm64/v8"), ctx, ctx / "Dockerfile", {}, tmp_path / "l", tag="t")
+    with pytest.raises(VerificationError, match="linux/arm64/v8: buildah image .*built for linux/amd64"):
+        load_built(req, "buildah")
+    ok = load_built(
+        BuildRequest(Platform.parse("linux/amd64"), ctx, ctx / "Dockerfile", {}, tmp_path / "l", tag="t"), "buildah"
+    )
+    assert ok.digest == LayoutStore(tmp_path / "l").tags()["t"].digest
+
+
+def test_requests_are_validated_before_any_tool_runs(buildah: BuildahBuilder, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    with pytest.raises(UsageError, match="not a directory"):
+        buildah.build(request(tmp_path / "nope", "linux/amd64", tmp_path / "o"), lambda _: None)
+    with pytest.raises(UsageError, match="does not exist"):
+        buildah.build(
+            BuildRequest(Platform.parse("linux/amd64"), tmp_path, tmp_path / "Missingfile", {}, tmp_path / "o"),
+            lambda _: None,
+        )
+    with pytest.raises(UsageError, match="must not contain ':'"):
+        buildah.build(request(tmp_path, "linux/amd64", tmp_path / "a:b"), lambda _: None)
+    with pytest.raises(UsageError, match="invalid tag"):
+        buildah.build(request(tmp_path, "linux/amd64", tmp_path / "o", tag="no spaces"), lambda _: None)
+
+
+# ---- missing tools, buildx, runner ----------------------------------------------------------
+
+
+def test_missing_tool(tmp_path: Path) -> None:
+    b = BuildahBuilder(Runner(), storage=tmp_path / "s", executable="/nonexistent/bin/buildah")
+    (problem,) = b.check()
+    assert "apt-get install buildah" in str(problem)
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    with pytest.raises(
+        BuildError, match=r"^linux/amd64: /nonexistent/bin/buildah is not installed .*\(apt-get install buildah\)"
+    ):
+        b.build(request(tmp_path, "linux/amd64", tmp_path / "o"), lambda _: None)
+
+
+def test_buildx_without_an_engine(tmp_path: Path) -> None:
+    require("docker")
+    b = BuildxBuilder(Runner())
+    if run(["docker", "info"], check=False).returncode == 0:
+        pytest.skip("a docker engine is reachable here")
+    problems = b.check()
+    assert problems and problems[0].message.startswith("no docker engine reachable")
+    assert "systemctl start docker" in (problems[0].fix or "")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    with pytest.raises(BuildError, match="linux/arm64: buildx cannot build here: no docker engine reachable") as info:
+        b.build(request(tmp_path, "linux/arm64", tmp_path / "o"), lambda _: None)
+    assert "no docker engine reachable" in info.value.log_tail
+
+
+def test_buildx_command_line(tmp_path: Path) -> None:
+    b = BuildxBuilder(Runner(), builder="multi")
+    req = BuildRequest(
+        Platform.parse("linux/arm/v7"), tmp_path, tmp_path / "Dockerfile", {"A": "1"}, tmp_path / "o",
+        tag="v1", source_date_epoch=7, labels={"l": "x"},
+    )  # fmt: skip
+    argv = b.build_args(req, tmp_path / "dest")
+    assert argv[:5] == ["docker", "buildx", "build", "--builder", "multi"]
+    assert argv[argv.index("--platform") + 1] == "linux/arm/v7"
+    assert argv[argv.index("--output") + 1] == f"type=oci,dest={tmp_path / 'dest'},tar=false,name=v1"
+    assert "SOURCE_DATE_EPOCH=7" in argv and "A=1" in argv and "l=x" in argv and argv[-1] == str(tmp_path)
+
+
+def test_runner_streams_lines_and_keeps_a_tail() -> None:
+    lines: list[str] = []
+    script = "for i in $(seq 1 100); do echo line-$i; done; echo to-stderr >&2; exit 4"
+    with pytest.raises(BuildError) as info:
+        Runner().run(["sh", "-c", script], on_line=lines.append, label="linux/s390x")
+    assert str(info.value) == "linux/s390x: sh exited 4"
+    tail = info.value.log_tail.splitlines()
+    assert len(tail) == 60 and tail[0] == "line-42" and tail[-1] == "to-stderr"
+    assert len(lines) == 101
+    done = Runner().run(["sh", "-c", "printf 'a\\rb\\n'; exit 2"], check=False)
+    assert (done.returncode, done.tail) == (2, ("a", "b"))
+
+
+def test_runner_kills_a_command_past_its_timeout() -> None:
+    started = time.monotonic()
+    with pytest.raises(BuildError, match="sh did not finish within 0.5s") as info:
+        # the child sleep holds the output pipe too: the whole group must go
+        Runner().run(["sh", "-c", "echo started; sleep 30; echo never"], timeout=0.5, label="linux/arm64")
+    assert "started" in info.value.log_tail
+    assert time.monotonic() - started < 10
+
+
+def test_runner_cancel_stops_running_commands() -> None:
+    runner = Runner()
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            runner.run(["sh", "-c", "sleep 30; sleep 30"])
+        except BaseException as e:
+            errors.append(e)
+
+    worker = threading.Thread(target=build)
+    worker.start()
+    time.sleep(0.3)
+    runner.cancel()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert [str(e) for e in errors] == ["sh was cancelled"]
+
+
+def test_runner_names_the_package_of_a_missing_tool() -> None:
+    with pytest.raises(BuildError, match=r"update-binfmts is not installed .*\(apt-get install binfmt-support\)"):
+        Runner(env={"PATH": "/nonexistent"}).run(["update-binfmts", "--display"])
+    with pytest.raises(BuildError, match="podman is not installed"):
+        Runner(env={"PATH": "/nonexistent"}).capture(["podman", "info"])
+
+
+def test_get_builder() -> None:
+    assert BUILDER_NAMES == ("buildah", "podman", "buildx")
+    assert isinstance(get_builder("buildah"), BuildahBuilder)
+    assert isinstance(get_builder("podman"), PodmanBuilder)
+    assert isinstance(get_builder("docker"), BuildxBuilder)
+    runner = Runner()
+    b = get_builder("buildah", runner=runner, storage_driver="overlay")
+    assert b.runner is runner and "--storage-driver" in b.global_args() and "overlay" in b.global_args()  # type: ignore[attr-defined]
+    with pytest.raises(UsageError, match="unknown builder 'kaniko'"):
+        get_builder("kaniko")
+
+
+def test_default_storage_follows_xdg_cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert BuildahBuilder().storage == tmp_path / "manifesto" / "buildah"
+    assert PodmanBuilder().storage == tmp_path / "manifesto" / "podman"
+
+
+# ---- doctor ------------------------------------------------------------------------------------
+
+
+def test_doctor_combines_checks(tmp_path: Path, emulation: None) -> None:
+    require("buildah")
+    platforms = [Platform.parse(p) for p in ("linux/amd64", "linux/arm64/v8", "linux/s390x")]
+    options = {"storage": tmp_path / "s"}
+    assert doctor.run_checks("buildah", platforms, builder_options=options) == []
+    registry = Problem("registry localhost:1 unreachable", "start it")
+    assert doctor.run_checks("buildah", platforms, lambda: [registry], builder_options=options) == [registry]
+    unmounted = tmp_path / "binfmt"
+    unmounted.mkdir()
+    problems = doctor.run_checks("buildah", platforms, binfmt_root=unmounted, builder_options=options)
+    assert [p.message for p in problems] == [
+        f"binfmt_misc is not mounted at {unmounted}: foreign-platform RUN steps cannot execute"
+    ]
+    bad = doctor.run_checks(
+        "buildah", platforms, builder_options={"executable": "/nonexistent/buildah", "storage": tmp_path / "s"}
+    )
+    assert len(bad) == 1 and "apt-get install buildah" in str(bad[0])
