@@ -152,11 +152,17 @@ def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="build") as pool:
         futures = [pool.submit(one, s) for s in steps]
         results, failures = [], []
-        for step, fut in zip(steps, futures):
-            try:
-                results.append(fut.result())
-            except (BuildError, VerificationError, UsageError) as e:
-                failures.append((step, e))
+        try:
+            for step, fut in zip(steps, futures):
+                try:
+                    results.append(fut.result())
+                except (BuildError, VerificationError, UsageError) as e:
+                    failures.append((step, e))
+        except KeyboardInterrupt:
+            runner = getattr(builder, "runner", None)  # builds run in their own process groups
+            if runner is not None:
+                runner.cancel()
+            raise
     if failures:
         step, first = failures[0]
         others = f" ({len(failures) - 1} more platform(s) failed too)" if len(failures) > 1 else ""

@@ -183,7 +183,7 @@ class Platform:
         """Same platform after normalization (os.version compared only when both give it)."""
         a, b = self.key(), other.key()
         if not (self.os_version and other.os_version):
-            a, b = a[:3], b[:3]
+            return a[:3] == b[:3]
         return a == b
 
     def with_(self, **changes: Any) -> Platform:
