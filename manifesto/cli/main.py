@@ -62,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except ManifestoError as e:
-        if args.debug:
-            raise
+        if args.debug:  # the traceback as well, not instead: the exit code and error line stay
+            import traceback
+
+            traceback.print_exc()
         _fail(str(e), e.exit_code)
         return e.exit_code
     except KeyboardInterrupt:

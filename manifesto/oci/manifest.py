@@ -30,6 +30,14 @@ def _load(raw: bytes, where: str) -> dict[str, Any]:
     return doc
 
 
+def _annotations(doc: dict[str, Any], where: str) -> dict[str, str]:
+    """The document's annotations, checked like a descriptor's (OCI annotations.md: string to string)."""
+    annotations = doc.get("annotations") or {}
+    if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):
+        raise ContentError(f"{where}: annotations must map strings to strings")
+    return dict(annotations)
+
+
 def detect_media_type(raw: bytes, content_type: str | None = None) -> str:
     """The manifest media type: from Content-Type if it names one, else from the document."""
     if content_type:
@@ -84,7 +92,7 @@ class ImageManifest:
             media_type=media_type,
             config=Descriptor.from_dict(doc.get("config"), f"{where}: config"),
             layers=tuple(Descriptor.from_dict(d, f"{where}: layer {i}") for i, d in enumerate(layers)),
-            annotations=dict(doc.get("annotations") or {}),
+            annotations=_annotations(doc, where),
             subject=Descriptor.from_dict(subject, f"{where}: subject") if subject else None,
         )
 
@@ -121,7 +129,7 @@ class ImageIndex:
             raw=raw,
             media_type=media_type,
             manifests=tuple(Descriptor.from_dict(d, f"{where}: manifests[{i}]") for i, d in enumerate(entries)),
-            annotations=dict(doc.get("annotations") or {}),
+            annotations=_annotations(doc, where),
         )
 
     @classmethod

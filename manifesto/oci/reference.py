@@ -94,7 +94,13 @@ class Reference:
         """The short form people type (`golang:alpine` for docker.io/library/golang:alpine)."""
         name = self.name
         if self.registry == DOCKER_HUB:
-            name = self.repository.removeprefix("library/")
+            # Like docker's FamiliarName: `library/` goes only from a one-component name, and the
+            # short form must not read back as another reference (`0.0/x` would name a registry).
+            short = self.repository
+            if short.startswith("library/") and short.count("/") == 1:
+                short = short.removeprefix("library/")
+            if _split_registry(short)[0] is None:
+                name = short
         return name + self._suffix()
 
     def _suffix(self) -> str:

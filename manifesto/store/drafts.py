@@ -119,7 +119,10 @@ class DraftStore:
             raise NotFound(f"no local manifest list {name.familiar} (create it with `manifesto create`)") from None
         except ValueError as e:
             raise ContentError(f"local manifest list {name.familiar} is corrupt: {e}") from None
-        return Draft.from_json(data)
+        try:
+            return Draft.from_json(data)
+        except (KeyError, TypeError, AttributeError, ValueError) as e:  # valid JSON, wrong shape
+            raise ContentError(f"local manifest list {name.familiar} is corrupt: {type(e).__name__}: {e}") from None
 
     def save(self, draft: Draft) -> None:
         path = self._path(draft.name)

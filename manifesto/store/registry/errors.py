@@ -36,16 +36,21 @@ def parse_body(body: bytes, content_type: str = "") -> tuple[str | None, str]:
             message = "; ".join(p for p in parts if p)
             if isinstance(detail, (str, int)) and str(detail) and len(errors) == 1:
                 message = f"{message} ({detail})" if message else str(detail)
-            return code, message
+            return code, _one_line(message)
         for key in ("message", "error_description", "error", "detail"):
             if isinstance(doc.get(key), str):
-                return None, doc[key]
+                return None, _one_line(doc[key])
     if "html" in content_type.lower() or text.lstrip().lower().startswith(("<!doctype", "<html")):
         title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
         text = title.group(1) if title else _TAG.sub(" ", text)
         text = html.unescape(text)
-    line = " ".join(text.split())
-    return None, line[:200] + ("…" if len(line) > 200 else "")
+    return None, _one_line(text)
+
+
+def _one_line(text: str) -> str:
+    """Whitespace collapsed and control characters (NUL, terminal escapes) blanked: safe to print."""
+    line = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    return line[:200] + ("…" if len(line) > 200 else "")
 
 
 def error_for(status: int, body: bytes, content_type: str, what: str) -> ManifestoError:
