@@ -128,7 +128,7 @@ def _as_text(shown: Shown, verbose: bool) -> str:
         return "\n".join(f"{k + ':':<11}{v}" for k, v in head)
     assert isinstance(doc, ImageIndex)
     for k, v in doc.annotations.items():
-        head.append((f"Annotation", f"{k}={v}"))
+        head.append(("Annotation", f"{k}={v}"))
     rows = []
     for d in doc.manifests:
         row = [_platform_label(d, doc), str(d.digest), size(d.size), mediatype.format_name(d.media_type)]

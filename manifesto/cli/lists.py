@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
-from typing import Any
 
 import structlog
 
 from manifesto import assemble
-from manifesto.cli.render import size, table
 from manifesto.errors import NotFound, UsageError
 from manifesto.oci import mediatype
-from manifesto.oci.descriptor import Descriptor
-from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import Reference
 from manifesto.store.drafts import Draft, DraftStore, find_entry

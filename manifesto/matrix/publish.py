@@ -25,14 +25,13 @@ import structlog
 
 from manifesto import assemble
 from manifesto.build.base import Builder, BuildRequest, BuiltImage
-from manifesto.errors import BuildError, ContentError, UsageError, VerificationError
+from manifesto.errors import BuildError, InvalidDigest, InvalidPlatform, UsageError, VerificationError
 from manifesto.matrix.plan import AssembleStep, BuildStep, Plan
 from manifesto.oci.config import ImageConfig
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
 from manifesto.oci.platform import Platform
-from manifesto.oci.reference import Reference
 from manifesto.store.base import Fetched
 from manifesto.store.layout import LayoutStore
 from manifesto.store.registry.pool import Registries
@@ -76,7 +75,9 @@ class Child:
                 source=str(data.get("source", "built")),
                 arch_refs=tuple(data.get("archRefs") or ()),
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except KeyError as e:
+            raise UsageError(f"{where}: not a manifesto digest file (an entry has no {e.args[0]!r})") from None
+        except (TypeError, ValueError, InvalidDigest, InvalidPlatform) as e:
             raise UsageError(f"{where}: not a manifesto digest file ({e})") from None
 
 
@@ -201,9 +202,13 @@ async def push_assembled(copier: Copier, registries: Registries, step: AssembleS
     entries = await assemble.read_entries(registries, step.source)
     images = [e for e in entries if not e.descriptor.is_attestation]
     if step.platform is not None:
-        images = [e for e in images if e.config_platform and e.config_platform.same_as(step.platform)]
-        if not images:
-            raise VerificationError(f"{step.source.familiar}: no image for {step.platform} there")
+        matching = [e for e in images if e.config_platform and e.config_platform.same_as(step.platform)]
+        if not matching:
+            found = ", ".join(dict.fromkeys(str(e.config_platform) for e in images if e.config_platform)) or "nothing"
+            raise VerificationError(
+                f"{step.source.familiar}: no image for {step.platform} there (its config says {found}); index not pushed"
+            )
+        images = matching
     children = []
     for e in images:
         src = Place(registries.client(e.source), e.source.repository)

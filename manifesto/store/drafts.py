@@ -9,6 +9,7 @@ keeps the child manifest's exact bytes, so a push sends what `create` saw.
 from __future__ import annotations
 
 import base64
+import hashlib
 import contextlib
 import fcntl
 import json
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from manifesto.errors import ContentError, NotFound, UsageError
 from manifesto.oci.descriptor import Descriptor
@@ -106,7 +107,11 @@ class DraftStore:
         self.root = root or default_root()
 
     def _path(self, name: Reference) -> Path:
-        return self.root / (quote(str(name), safe="") + ".json")
+        # Readable file names, but hashed when quoting would pass the 255-byte name limit.
+        stem = quote(str(name), safe="")
+        if len(stem) > 200:
+            stem = "sha256-" + hashlib.sha256(str(name).encode()).hexdigest()
+        return self.root / (stem + ".json")
 
     def exists(self, name: Reference) -> bool:
         return self._path(name).exists()
@@ -150,10 +155,15 @@ class DraftStore:
     def names(self) -> list[Reference]:
         if not self.root.is_dir():
             return []
-        return sorted(
-            (Reference.parse(unquote(p.name[: -len(".json")])) for p in self.root.glob("*.json") if not p.name.startswith(".")),
-            key=str,
-        )
+        names = []
+        for path in self.root.glob("*.json"):
+            if path.name.startswith("."):
+                continue
+            try:
+                names.append(Reference.parse(json.loads(path.read_bytes())["name"]))
+            except (OSError, ValueError, KeyError, TypeError, UsageError):
+                continue  # a corrupt draft is reported when it is loaded, not when listing
+        return sorted(names, key=str)
 
     @contextlib.contextmanager
     def locked(self, name: Reference) -> Iterator[None]:

@@ -222,3 +222,15 @@ def test_find_entry_missing_is_a_usage_error(ref: str) -> None:
     draft = Draft(LIST, (entry(1, "localhost:5000/src/img:v1"), entry(4, "localhost:5000/src/other")))
     with pytest.raises(UsageError, match="is not in the list"):
         find_entry(draft, Reference.parse(ref))
+
+
+def test_a_very_long_list_name_gets_a_hashed_file_name_and_still_lists(tmp_path):
+    from manifesto.oci.reference import Reference
+    from manifesto.store.drafts import Draft, DraftStore
+
+    store = DraftStore(tmp_path)
+    name = Reference.parse("registry.example.com/" + "/".join(["component-name-x"] * 12) + ":tag")
+    store.save(Draft(name))
+    assert store.exists(name) and store.load(name).name == name
+    assert store.names() == [name]
+    assert all(len(p.name) < 255 for p in tmp_path.iterdir())

@@ -167,6 +167,7 @@ class Authenticator:
 
     def _cached(self, scopes: frozenset[str]) -> str | None:
         now = self._clock()
+        self._tokens = [t for t in self._tokens if t.expires_at > now]
         for token in self._tokens:
             if token.expires_at > now and self._covers(token, scopes):
                 return token.value

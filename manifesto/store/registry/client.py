@@ -12,7 +12,7 @@ import asyncio
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 import structlog
 
-from manifesto.errors import AuthError, ContentError, DigestMismatch, NetworkError, NotFound, RegistryError
+from manifesto.errors import ContentError, DigestMismatch, NetworkError, NotFound, RegistryError
 from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
@@ -250,20 +250,6 @@ class RegistryClient:
         log.info("manifest_pushed", repository=f"{self.registry}/{repo}", reference=reference, digest=str(digest))
         return digest
 
-    async def delete_manifest(self, repo: str, digest: Digest) -> None:
-        await self.request(
-            "DELETE",
-            self._url(repo, "manifests", str(digest)),
-            scopes=frozenset({repository_scope(repo, "delete")}),
-            what=f"manifest {self.registry}/{repo}@{digest}",
-        )
-
-    async def tags(self, repo: str) -> list[str]:
-        resp = await self.request(
-            "GET", f"/v2/{repo}/tags/list", scopes=frozenset({repository_scope(repo, "pull")}), what=f"tags of {repo}"
-        )
-        return list(resp.json().get("tags") or [])
-
     # ---- blobs ----------------------------------------------------------------------------
 
     async def blob_size(self, repo: str, digest: Digest) -> int | None:
@@ -474,18 +460,3 @@ def _version() -> str:
     from manifesto import __version__
 
     return __version__
-
-
-async def gather_limited(calls: list[Awaitable[Any]]) -> list[Any]:
-    """Run awaitables concurrently; the first error cancels the rest and is raised."""
-    tasks = [asyncio.ensure_future(c) for c in calls]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-
-
-__all__ = ["RegistryClient", "AuthError", "gather_limited"]
