@@ -29,6 +29,10 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     return out
 
 
+def _entries(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
+
+
 # ---- create ---------------------------------------------------------------------------------
 
 
@@ -55,7 +59,7 @@ def create(args: argparse.Namespace) -> int:
         elif args.insecure:
             draft = Draft(draft.name, draft.entries, draft.format, draft.annotations, True)
         store.save(draft)
-    print(f"Created manifest list {name} ({len(draft.entries)} entries)")
+    print(f"Created manifest list {name} ({_entries(len(draft.entries))})")
     return 0
 
 
@@ -120,7 +124,7 @@ def push(args: argparse.Namespace) -> int:
         store.delete(name)
     moved = ", ".join(result.tags_moved) or "none"
     kept = f"; unchanged: {', '.join(result.tags_unchanged)}" if result.tags_unchanged else ""
-    print(f"Pushed {name.name} ({mediatype.format_name(result.media_type)}, {len(index.manifests)} entries); tags: {moved}{kept}", file=sys.stderr)
+    print(f"Pushed {name.name} ({mediatype.format_name(result.media_type)}, {_entries(len(index.manifests))}); tags: {moved}{kept}", file=sys.stderr)
     print(result.digest)
     return 0
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import httpx
 import structlog
 
-from manifesto.errors import AuthError
+from manifesto.errors import AuthError, NetworkError, RegistryError
+from manifesto.store.registry import retry
 from manifesto.store.registry.credentials import Credential
 from manifesto.store.registry.errors import parse_body
 
@@ -137,9 +138,13 @@ class _Token:
 class Authenticator:
     """Holds one registry's credential, its auth scheme once learned, and cached tokens."""
 
-    def __init__(self, registry: str, credential: Credential | None, clock=time.monotonic):
+    def __init__(
+        self, registry: str, credential: Credential | None, clock=time.monotonic, attempts: int = 5, backoff: float = 0.25
+    ):
         self.registry = registry
         self.credential = credential
+        self.attempts = attempts
+        self.backoff = backoff
         self._clock = clock
         self._challenge: Challenge | None = None
         self._tokens: list[_Token] = []
@@ -215,32 +220,32 @@ class Authenticator:
         ordered = sorted(scopes)
         cred = self.credential
         self.token_fetches += 1
+        if cred is not None and cred.kind == "identity_token":
+            form = {"grant_type": "refresh_token", "refresh_token": cred.secret, "client_id": "manifesto"}
+            if service:
+                form["service"] = service
+            if ordered:
+                form["scope"] = " ".join(ordered)
+            send = lambda: http.post(realm, data=form)  # noqa: E731
+        else:
+            params = [("service", service)] if service else []
+            params += [("scope", s) for s in ordered]
+            headers = {}
+            if cred is not None:
+                params.append(("account", cred.username))
+                headers["Authorization"] = self._basic() or ""
+            send = lambda: http.get(realm, params=params, headers=headers)  # noqa: E731
+        host = httpx.URL(realm).host
         try:
-            if cred is not None and cred.kind == "identity_token":
-                form = {"grant_type": "refresh_token", "refresh_token": cred.secret, "client_id": "manifesto"}
-                if service:
-                    form["service"] = service
-                if ordered:
-                    form["scope"] = " ".join(ordered)
-                response = await http.post(realm, data=form)
-            else:
-                params = [("service", service)] if service else []
-                params += [("scope", s) for s in ordered]
-                headers = {}
-                if cred is not None:
-                    params.append(("account", cred.username))
-                    headers["Authorization"] = self._basic() or ""
-                response = await http.get(realm, params=params, headers=headers)
+            response = await retry.send(send, attempts=self.attempts, backoff=self.backoff)
         except httpx.HTTPError as e:
-            raise AuthError(f"{self.registry}: token service {httpx.URL(realm).host} unreachable: {e}") from None
+            raise NetworkError(f"{self.registry}: token service {host} unreachable: {e}") from None
         if response.status_code != 200:
             _, message = parse_body(response.content, response.headers.get("content-type", ""))
-            hint = " (check your credentials: `manifesto login`)" if response.status_code in (401, 403) else ""
-            raise AuthError(
-                f"{self.registry}: token service refused (HTTP {response.status_code})"
-                + (f": {message}" if message else "")
-                + hint
-            )
+            detail = f" (HTTP {response.status_code})" + (f": {message}" if message else "")
+            if response.status_code in (401, 403):
+                raise AuthError(f"{self.registry}: token service refused{detail} (check your credentials: `manifesto login`)")
+            raise RegistryError(f"{self.registry}: token service {host} failed{detail}", status=response.status_code)
         try:
             doc = response.json()
         except ValueError:

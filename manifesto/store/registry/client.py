@@ -78,7 +78,7 @@ class RegistryClient:
         self.base = f"https://{registry}"
         self._scheme_known = self.verified
         self._scheme_lock = asyncio.Lock()
-        self.auth = Authenticator(registry, credential)
+        self.auth = Authenticator(registry, credential, attempts=attempts, backoff=backoff)
         self.attempts = attempts
         self.backoff = backoff
         self.chunk_size = chunk_size
