@@ -52,11 +52,20 @@ async def _gather_remote(regs: Registries, ref: Reference, verbose: bool) -> Sho
     return shown
 
 
-def _local(ref: Reference) -> Shown:
+async def _gather_local(regs: Registries, ref: Reference, verbose: bool) -> Shown:
     draft = DraftStore().load(ref)
     media_type = assemble.choose_media_type(draft.entries, draft.format)
     index = assemble.build_index(draft.entries, media_type, draft.annotations)
-    return Shown(ref, index.raw, media_type, local=True)
+    shown = Shown(ref, index.raw, media_type, local=True)
+    if verbose:
+
+        async def one(entry) -> None:
+            doc = parse(entry.raw, entry.descriptor.media_type, entry.source.familiar)
+            if isinstance(doc, ImageManifest) and not entry.descriptor.is_attestation:
+                shown.configs[str(entry.descriptor.digest)] = await assemble.read_config(regs, entry.source, doc)
+
+        await asyncio.gather(*(one(e) for e in draft.entries))
+    return shown
 
 
 def inspect_refs(args: argparse.Namespace) -> int:
@@ -70,7 +79,7 @@ def inspect_refs(args: argparse.Namespace) -> int:
             async def one(ref: Reference) -> Shown | ManifestoError:
                 try:
                     if not ref.digest and store.exists(ref):
-                        return _local(ref)
+                        return await _gather_local(regs, ref, verbose)
                     return await _gather_remote(regs, ref, verbose)
                 except ManifestoError as e:
                     return e

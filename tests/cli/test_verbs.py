@@ -276,6 +276,8 @@ def test_inspect_local_draft(cli, cli_bytes, registry, library_repos, unique_rep
     for a in ("amd64", "armhf"):
         lib = library_repos[a]
         assert re.search(rf"^{re.escape(lib.image.platform)}\s+{lib.digest}\s", out, re.M), out
+    verbose = ok(cli("inspect", "-v", target))  # config facts read from the entries' own repos
+    assert re.search(r"^linux/arm/v7\s.*config=linux/arm/v7 created=", verbose, re.M), verbose
     doc = json.loads(ok(cli("inspect", "--json", target)))
     assert doc["local"] is True
     assert {m["digest"] for m in doc["manifests"]} == {library_repos["amd64"].digest, library_repos["armhf"].digest}
