@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import structlog
-
 from manifesto.errors import ContentError, UsageError, VerificationError
+from manifesto.log import get_logger
 from manifesto.oci import mediatype
 from manifesto.oci.config import ImageConfig
 from manifesto.oci.descriptor import Descriptor
@@ -24,7 +23,7 @@ from manifesto.store.drafts import DraftEntry
 from manifesto.store.registry.pool import Registries
 from manifesto.transfer import Copier, Place
 
-log = structlog.get_logger("manifesto.assemble")
+log = get_logger("manifesto.assemble")
 
 
 async def read_config(registries: Registries, ref: Reference, manifest: ImageManifest) -> ImageConfig:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import structlog
-
+from manifesto.log import get_logger
 from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
@@ -21,7 +20,7 @@ from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
 from manifesto.store.base import Fetched, Store
 from manifesto.store.registry.client import RegistryClient
 
-log = structlog.get_logger("manifesto.transfer")
+log = get_logger("manifesto.transfer")
 
 
 @dataclass(frozen=True)

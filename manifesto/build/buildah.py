@@ -21,14 +21,19 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import structlog
-
-from manifesto.build.base import BuildRequest, BuiltImage, Problem, load_built, validate_request
+from manifesto.build.base import (
+    BuildRequest,
+    BuiltImage,
+    Problem,
+    load_built,
+    validate_request,
+)
 from manifesto.build.runner import Runner, apt_package, missing_tool_message
 from manifesto.errors import BuildError
+from manifesto.log import get_logger
 from manifesto.store.layout import LayoutStore
 
-log = structlog.get_logger("manifesto.build")
+log = get_logger("manifesto.build")
 
 
 def default_storage(tool: str) -> Path:

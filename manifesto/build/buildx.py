@@ -14,17 +14,23 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import structlog
-
-from manifesto.build.base import BuildRequest, BuiltImage, Problem, load_built, normalized, validate_request
+from manifesto.build.base import (
+    BuildRequest,
+    BuiltImage,
+    Problem,
+    load_built,
+    normalized,
+    validate_request,
+)
 from manifesto.build.runner import Runner, missing_tool_message
 from manifesto.errors import BuildError, ContentError
+from manifesto.log import get_logger
 from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.manifest import ImageIndex, ImageManifest
 from manifesto.store.layout import LayoutStore
 
-log = structlog.get_logger("manifesto.build")
+log = get_logger("manifesto.build")
 
 NO_ENGINE_FIX = (
     "start the docker daemon (systemctl start docker), point DOCKER_HOST at a reachable engine, "

@@ -17,11 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
-
 from manifesto.errors import BuildError
+from manifesto.log import get_logger
 
-log = structlog.get_logger("manifesto.build")
+log = get_logger("manifesto.build")
 
 TAIL_LINES = 60
 

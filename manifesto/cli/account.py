@@ -10,7 +10,12 @@ import sys
 from manifesto.errors import UsageError
 from manifesto.oci.reference import Reference
 from manifesto.store.registry.client import RegistryClient
-from manifesto.store.registry.credentials import Credential, delete_login, normalize_host, save_login
+from manifesto.store.registry.credentials import (
+    Credential,
+    delete_login,
+    normalize_host,
+    save_login,
+)
 
 
 def _ask(prompt: str, secret: bool = False) -> str:

@@ -6,17 +6,16 @@ import argparse
 import asyncio
 import sys
 
-import structlog
-
 from manifesto import assemble
 from manifesto.errors import NotFound, UsageError
+from manifesto.log import get_logger
 from manifesto.oci import mediatype
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import Reference
 from manifesto.store.drafts import Draft, DraftStore, find_entry
 from manifesto.store.registry.pool import Registries
 
-log = structlog.get_logger("manifesto.cli")
+log = get_logger("manifesto.cli")
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:

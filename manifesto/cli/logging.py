@@ -244,6 +244,39 @@ def configure(
     debug: bool = False,
     stream: TextIO | None = None,
     json: bool | None = None,
+    lazy: bool = False,
+) -> None:
+    """Set the level of manifesto's loggers and set up structlog (see `_configure_now`).
+
+    With `lazy` (what the CLI uses), structlog is set up only when the first event at or above
+    the level is emitted, so a command that logs nothing never loads it; a third-party stdlib
+    record that reaches the root logger triggers the same setup first.
+    """
+    from manifesto import log
+
+    level = _level(verbosity, debug)
+    now = lambda: _configure_now(verbosity, debug, stream, json)  # noqa: E731
+    if not lazy:
+        now()
+        log.set_level(level)
+        return
+    log.set_level(level, setup=now)
+    import logging
+
+    class _SetUpOnFirstRecord(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            logging.getLogger().removeHandler(self)
+            log._ensure_setup()
+            logging.getLogger(record.name).handle(record)
+
+    logging.getLogger().addHandler(_SetUpOnFirstRecord(logging.WARNING))
+
+
+def _configure_now(
+    verbosity: int = 0,
+    debug: bool = False,
+    stream: TextIO | None = None,
+    json: bool | None = None,
 ) -> None:
     """Set up structlog and the stdlib root logger to write redacted events to stream.
 

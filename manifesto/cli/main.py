@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     from manifesto.cli.logging import configure
 
-    configure(verbosity=args.verbose, debug=args.debug)
+    # At the default level most commands log nothing: set structlog up only if they do.
+    configure(verbosity=args.verbose, debug=args.debug, lazy=not (args.verbose or args.debug))
     from manifesto.errors import ManifestoError
 
     try:

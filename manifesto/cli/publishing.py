@@ -164,7 +164,12 @@ def doctor(args: argparse.Namespace) -> int:
         print(f"problem: {p.message}")
         if p.fix:
             print(f"    fix: {p.fix}")
-    print(f"{len(problems)} problem(s); `manifesto doctor --fix` runs the fixes that need only root" if not args.fix else f"{len(problems)} problem(s) remain")
+    if args.fix:
+        print(f"{len(problems)} problem(s) remain")
+    elif any(p.commands for p in problems):  # only then can --fix do anything
+        print(f"{len(problems)} problem(s); `manifesto doctor --fix` runs the fixes that need only root")
+    else:
+        print(f"{len(problems)} problem(s)")
     return 1
 
 

@@ -4,7 +4,15 @@ publish.py (which runs a Plan) is not imported here, so loading a spec never pul
 """
 
 from manifesto.matrix.model import BuildSettings, Entry, Matrix, Target
-from manifesto.matrix.plan import AssembleStep, BuildStep, Plan, Step, make_plan, platform_args, render
+from manifesto.matrix.plan import (
+    AssembleStep,
+    BuildStep,
+    Plan,
+    Step,
+    make_plan,
+    platform_args,
+    render,
+)
 from manifesto.matrix.spec import load, loads
 
 __all__ = [

@@ -17,27 +17,33 @@ import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from manifesto import assemble
 from manifesto.build.base import Builder, BuildRequest, BuiltImage
-from manifesto.errors import BuildError, InvalidDigest, InvalidPlatform, UsageError, VerificationError
+from manifesto.errors import (
+    BuildError,
+    InvalidDigest,
+    InvalidPlatform,
+    UsageError,
+    VerificationError,
+)
+from manifesto.log import get_logger
 from manifesto.matrix.plan import AssembleStep, BuildStep, Plan
 from manifesto.oci.config import ImageConfig
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
 from manifesto.oci.platform import Platform
+from manifesto.oci.reference import Reference
 from manifesto.store.base import Fetched
 from manifesto.store.layout import LayoutStore
 from manifesto.store.registry.pool import Registries
 from manifesto.transfer import Copier, Place
 
-log = structlog.get_logger("manifesto.publish")
+log = get_logger("manifesto.publish")
 
 
 @dataclass(frozen=True)
@@ -184,18 +190,34 @@ def target_place(plan: Plan, registries: Registries) -> Place:
 
 
 async def push_built(copier: Copier, registries: Registries, built: BuiltImage, step: BuildStep) -> Child:
+    """Push one built image into the target by digest; its arch tags come later (push_arch_tags)."""
     layout = LayoutStore(built.layout)
     fetched = layout.manifest(built.tag)
-    source = Place(layout, "")
-    await copier.manifest(source, fetched)
-    arch_refs = []
-    for ref in step.arch_refs:  # docker-library style per-arch tags, e.g. arm64v8/hello:1.0
-        place = Place(registries.client(ref), ref.repository)
-        arch_copier = Copier(place)
-        await arch_copier.manifest(source, fetched)
-        await arch_copier.tag(ref.tag or "latest", fetched.raw, fetched.media_type)
-        arch_refs.append(str(ref))
-    return Child(step.platform, fetched.digest, len(fetched.raw), fetched.media_type, "built", tuple(arch_refs))
+    await copier.manifest(Place(layout, ""), fetched)
+    arch_refs = tuple(str(ref) for ref in step.arch_refs)
+    return Child(step.platform, fetched.digest, len(fetched.raw), fetched.media_type, "built", arch_refs)
+
+
+async def push_arch_tags(registries: Registries, place: Place, children: list[Child]) -> None:
+    """Docker-library style per-arch tags (arm64v8/hello:1.0), pushed only once every child is
+    verified, so a refused publish moves no tag at all. Copied from the target repository, where
+    each child already is (blobs are mounted across repositories of one registry)."""
+
+    async def one(child: Child, repository: str, refs: list[Reference]) -> None:
+        fetched = await place.store.get_manifest(place.repo, str(child.digest))
+        copier = Copier(Place(registries.client(refs[0]), repository))
+        await copier.manifest(place, fetched)
+        for ref in refs:
+            await copier.tag(ref.tag or "latest", fetched.raw, fetched.media_type)
+
+    jobs = []
+    for child in children:
+        by_repo: dict[tuple[str, str], list[Reference]] = {}
+        for text in child.arch_refs:
+            ref = Reference.parse(text)
+            by_repo.setdefault((ref.registry, ref.repository), []).append(ref)
+        jobs += [one(child, repo, refs) for (_, repo), refs in by_repo.items()]
+    await asyncio.gather(*jobs)
 
 
 async def push_assembled(copier: Copier, registries: Registries, step: AssembleStep) -> list[Child]:
@@ -245,9 +267,10 @@ def check_unique(children: list[Child]) -> None:
         seen[c.platform.key()] = c
 
 
-async def push_index(place: Place, plan: Plan, children: list[Child]) -> Result:
+async def push_index(place: Place, plan: Plan, children: list[Child], registries: Registries) -> Result:
     await verify_children(place, children)
     check_unique(children)
+    await push_arch_tags(registries, place, children)
     index = ImageIndex.build(plan.index_media_type, [c.descriptor() for c in children], plan.annotations)
     copier = Copier(place)
     moved, unchanged = [], []
@@ -290,10 +313,10 @@ async def _push(plan: Plan, options: Options, built: list[BuiltImage], push_inde
 
         groups = await asyncio.gather(*(step(s) for s in plan.steps))  # children in matrix order
         children = [c for g in groups for c in g]
-        if not push_index_too:
+        if not push_index_too:  # push-by-digest: no tag moves; `assemble` pushes arch tags too
             await verify_children(place, children)
-            return Result(str(plan.target), tuple(children))
-        return await push_index(place, plan, children)
+            return Result(str(plan.target), tuple(replace(c, arch_refs=()) for c in children))
+        return await push_index(place, plan, children, registries)
 
 
 def assemble_from_files(plan: Plan, files: list[Path], insecure: bool = False) -> Result:
@@ -314,6 +337,11 @@ def assemble_from_files(plan: Plan, files: list[Path], insecure: bool = False) -
     extra = [c.platform for c in children if not any(c.platform.same_as(s.platform) for s in plan.build_steps)]
     if extra:
         raise UsageError(f"digest files name platforms not in {plan.matrix.path}: {', '.join(map(str, extra))}")
+    # arch tags as this plan renders them (its --image/--tag), not as the digest files say
+    children = [
+        replace(c, arch_refs=tuple(str(r) for s in plan.build_steps if s.platform.same_as(c.platform) for r in s.arch_refs))
+        for c in children
+    ]
 
     async def run() -> Result:
         async with Registries(insecure=insecure) as registries:
@@ -323,7 +351,7 @@ def assemble_from_files(plan: Plan, files: list[Path], insecure: bool = False) -
                 if await place.store.head_manifest(place.repo, str(c.digest)) is None:
                     raise VerificationError(f"{c.platform}: {c.digest} is not in {plan.target}; index not pushed")
             groups = await asyncio.gather(*(push_assembled(copier, registries, s) for s in plan.assemble_steps))
-            return await push_index(place, plan, children + [c for g in groups for c in g])
+            return await push_index(place, plan, children + [c for g in groups for c in g], registries)
 
     return asyncio.run(run())
 

@@ -22,7 +22,13 @@ from typing import Any, NoReturn
 import yaml
 
 from manifesto.errors import InvalidPlatform, InvalidReference, SpecError
-from manifesto.matrix.located import LocatedList, LocatedMap, YamlProblem, parse, yaml_error_line
+from manifesto.matrix.located import (
+    LocatedList,
+    LocatedMap,
+    YamlProblem,
+    parse,
+    yaml_error_line,
+)
 from manifesto.matrix.model import (
     LAYOUT_PREFIX,
     PLACEHOLDERS,

@@ -9,9 +9,9 @@ keeps the child manifest's exact bytes, so a push sends what `create` saw.
 from __future__ import annotations
 
 import base64
-import hashlib
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import tempfile

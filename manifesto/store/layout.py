@@ -22,16 +22,21 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import structlog
-
-from manifesto.errors import ContentError, DigestMismatch, InvalidDigest, NotFound, UsageError
+from manifesto.errors import (
+    ContentError,
+    DigestMismatch,
+    InvalidDigest,
+    NotFound,
+    UsageError,
+)
+from manifesto.log import get_logger
 from manifesto.oci import canonical, mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, ImageManifest, detect_media_type, parse
 from manifesto.store.base import Fetched
 
-log = structlog.get_logger("manifesto.layout")
+log = get_logger("manifesto.layout")
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_VERSION = "1.0.0"

@@ -377,3 +377,27 @@ def test_import_does_not_pull_in_structlog() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "structlog" not in out and "httpx" not in out
+
+
+def test_lazy_configure_loads_structlog_only_for_an_emitted_event():
+    """The CLI's default: nothing logged, structlog never imported; a warning still comes out."""
+    import subprocess
+    import sys
+
+    code = r"""
+import io, sys
+from manifesto.cli.logging import configure
+from manifesto.log import get_logger
+out = io.StringIO()
+configure(stream=out, json=True, lazy=True)
+log = get_logger("manifesto.test")
+log.debug("dropped_debug"); log.info("dropped_info")
+assert "structlog" not in sys.modules, "structlog loaded for events below the level"
+log.warning("kept_warning", password="hunter2-secret")
+assert "structlog" in sys.modules
+text = out.getvalue()
+assert "kept_warning" in text and "dropped" not in text and "hunter2-secret" not in text, text
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

@@ -414,3 +414,16 @@ def test_no_secrets_in_debug_output_token(cli, token_registry, token_libs, uniqu
         secrets[f"token {i}"] = token
         secrets[f"token {i} signature"] = token.rsplit(".", 1)[1]
     _scan(outputs, secrets)
+
+
+def test_anonymous_registry_never_consults_credentials(registry, library_repos, tmp_home, run_cli):
+    """Credentials are looked up on the first challenge only: a broken helper for a registry
+    that never asks for auth costs nothing (and does not fail the command)."""
+    import json as _json
+
+    config = tmp_home.docker_config / "config.json"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(_json.dumps({"credHelpers": {registry.host: "manifesto-test-missing-helper"}}))
+    rc, out, err = run_cli("inspect", library_repos["amd64"].ref)
+    assert rc == 0, err
+    assert "linux/amd64" in out

@@ -13,17 +13,18 @@ import asyncio
 import base64
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
-import structlog
 
 from manifesto.errors import AuthError, NetworkError, RegistryError
+from manifesto.log import get_logger
 from manifesto.store.registry import retry
 from manifesto.store.registry.credentials import Credential
 from manifesto.store.registry.errors import parse_body
 
-log = structlog.get_logger("manifesto.auth")
+log = get_logger("manifesto.auth")
 
 _TOKEN68 = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 _SCHEME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -139,10 +140,17 @@ class Authenticator:
     """Holds one registry's credential, its auth scheme once learned, and cached tokens."""
 
     def __init__(
-        self, registry: str, credential: Credential | None, clock=time.monotonic, attempts: int = 5, backoff: float = 0.25
+        self,
+        registry: str,
+        credential: Credential | None | Callable[[], Credential | None],
+        clock=time.monotonic,
+        attempts: int = 5,
+        backoff: float = 0.25,
     ):
+        """`credential` may be a function: it is called once, when a registry first challenges
+        (an anonymous registry never costs a keyring or credential-helper lookup)."""
         self.registry = registry
-        self.credential = credential
+        self._credential = credential
         self.attempts = attempts
         self.backoff = backoff
         self._clock = clock
@@ -150,6 +158,12 @@ class Authenticator:
         self._tokens: list[_Token] = []
         self._fetching = asyncio.Lock()
         self.token_fetches = 0
+
+    @property
+    def credential(self) -> Credential | None:
+        if callable(self._credential):
+            self._credential = self._credential()
+        return self._credential
 
     def _covers(self, token: _Token, wanted: frozenset[str]) -> bool:
         have = dict(token.scopes)

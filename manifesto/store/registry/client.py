@@ -18,9 +18,15 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import structlog
 
-from manifesto.errors import ContentError, DigestMismatch, NetworkError, NotFound, RegistryError
+from manifesto.errors import (
+    ContentError,
+    DigestMismatch,
+    NetworkError,
+    NotFound,
+    RegistryError,
+)
+from manifesto.log import get_logger
 from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
@@ -32,7 +38,7 @@ from manifesto.store.registry.auth import Authenticator, repository_scope
 from manifesto.store.registry.credentials import Credential
 from manifesto.store.registry.errors import error_for
 
-log = structlog.get_logger("manifesto.registry")
+log = get_logger("manifesto.registry")
 
 CHUNK = 1024 * 1024
 CERTS_DIR = Path(os.environ.get("MANIFESTO_CERTS_D", "/etc/docker/certs.d"))
@@ -61,7 +67,7 @@ class RegistryClient:
         self,
         registry: str,
         *,
-        credential: Credential | None = None,
+        credential: Credential | None | Callable[[], Credential | None] = None,
         insecure: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
         max_concurrency: int = 8,
@@ -92,7 +98,7 @@ class RegistryClient:
             kwargs["transport"] = transport
         else:
             kwargs["verify"] = _ssl_context(registry, not self.verified, certs_dir)
-            kwargs["http2"] = True
+            kwargs["http2"] = self.verified  # loopback/--insecure: no HTTP/2 machinery to load
             kwargs["limits"] = httpx.Limits(max_connections=max_concurrency * 2, max_keepalive_connections=max_concurrency)
         self.http = httpx.AsyncClient(**kwargs)
 

@@ -325,9 +325,9 @@ class CredentialStore:
 
     def _log(self) -> Any:
         if self._logger is None:
-            import structlog
+            from manifesto.log import get_logger
 
-            self._logger = structlog.get_logger()
+            self._logger = get_logger("manifesto.credentials")
         return self._logger
 
     def _file(self) -> _FileLogins:

@@ -20,7 +20,7 @@ class Registries:
         if host not in self._clients:
             api_host = Reference(host, "x").api_host
             self._clients[host] = RegistryClient(
-                api_host, credential=resolve(host), insecure=self.insecure, **self.options
+                api_host, credential=lambda: resolve(host), insecure=self.insecure, **self.options
             )
         return self._clients[host]
 
