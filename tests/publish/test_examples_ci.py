@@ -1,0 +1,331 @@
+"""examples/ci/: the GitHub Actions and GitLab CI workflows, parsed and their commands run.
+
+Every line of every `run:` / `script:` that starts with `manifesto` is executed for real with
+bash, after the CI's own variables are replaced by local values (GitHub `${{ ... }}`
+expressions through a small mapping; shell variables through the environment): the per-platform
+jobs run as separate processes with separate state (one "runner" each, at the same time), their
+digest files travel like artifacts into the assembling job's workspace, and the assemble job's
+commands push the index into a local htpasswd registry. `manifesto login` lines run too, against
+that registry, with the "secrets" mapped to its test user. Lines that are not manifesto
+commands (apt-get, the venv, `pip install manifesto-oci`, CI env plumbing, the example's
+prepare.sh) are checked to be exactly the known setup lines, not executed.
+
+The workflows list all five platforms; two of them are run here to stay fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.publish.conftest import (
+    ARCH_NS,
+    DIGEST_LINE,
+    EPOCH,
+    FIVE,
+    State,
+    index_platforms,
+    sha256,
+    slug,
+)
+from tests.support import Registry, inspect_raw
+from tests.support.tools import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+CI = REPO_ROOT / "examples" / "ci"
+GITHUB = CI / "github-actions.yml"
+GITLAB = CI / "gitlab-ci.yml"
+VERSION = "9.9.9"  # what a `v9.9.9` tag pipeline computes
+
+EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+SHELL_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+# Setup lines the test knows and does not execute (anything else that is not `manifesto ...`
+# fails the test, so a new command in a workflow cannot go unexercised silently).
+SETUP = [
+    re.compile(r"^apt-get update -qq$"),
+    re.compile(r"^apt-get install -y -qq --no-install-recommends [a-z0-9 .+-]+$"),
+    re.compile(r"^python3 -m venv /opt/manifesto$"),
+    re.compile(r'^echo /opt/manifesto/bin >> "\$GITHUB_PATH"$'),
+    re.compile(r'^export PATH="/opt/manifesto/bin:\$PATH"$'),
+    re.compile(r'^echo "VERSION=\$\{GITHUB_REF_NAME#v\}" >> "\$GITHUB_ENV"$'),
+    re.compile(r'^echo "SOURCE_DATE_EPOCH=\$\(git log -1 --format=%ct\)" >> "\$GITHUB_ENV"$'),
+    re.compile(r'^export VERSION="\$\{CI_COMMIT_TAG#v\}"$'),
+    re.compile(r'^export SOURCE_DATE_EPOCH="\$\(git log -1 --format=%ct\)"$'),
+    re.compile(r"^bash examples/hello/prepare.sh$"),  # the hello fixture has done this
+]
+PIP = "pip install manifesto-oci"
+
+
+def lines_of(block: str) -> list[str]:
+    out = [line.strip() for line in block.splitlines()]
+    out = [line for line in out if line and not line.startswith("#")]
+    assert not any(line.endswith("\\") for line in out), "continued lines are not supported here"
+    return out
+
+
+def split_lines(lines: list[str]) -> list[str]:
+    """The manifesto commands; every other line must be a known setup line (or the pip install)."""
+    commands = []
+    for line in lines:
+        if line.startswith("manifesto "):
+            commands.append(line)
+        elif line == PIP:
+            continue
+        else:
+            assert "manifesto" not in line or "/opt/manifesto" in line, f"a manifesto command not at line start: {line}"
+            assert any(p.match(line) for p in SETUP), f"unknown setup line (run it or list it): {line}"
+    return commands
+
+
+def shell_vars(line: str) -> set[str]:
+    return set(SHELL_VAR.findall(line))
+
+
+# ---- running a job --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Machine:
+    """One CI job's machine: its own manifesto state and its own checkout (workspace)."""
+
+    state: State
+    workspace: Path
+    ran: list[str] = dataclasses.field(default_factory=list)
+    stdout: list[str] = dataclasses.field(default_factory=list)
+
+    def sh(self, line: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        """Run one workflow line with bash, the venv's `manifesto` first on PATH."""
+        done = subprocess.run(
+            ["bash", "-c", "set -euo pipefail\n" + line],
+            cwd=self.workspace,
+            env=self.state.shell_env(env),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        assert done.returncode == 0, f"`{line}` failed (exit {done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+        self.ran.append(line)
+        self.stdout.append(done.stdout)
+        return done
+
+
+def checkout(root: Path, hello: Path, platforms: list[str]) -> Path:
+    """A workspace like a checkout of this repo, with platforms.yaml narrowed to `platforms`."""
+    root.mkdir(parents=True)
+    spec = yaml.safe_load((REPO_ROOT / "platforms.yaml").read_text())
+    spec["platforms"] = platforms
+    spec["build"]["context"] = str(hello)
+    (root / "platforms.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return root
+
+
+@pytest.fixture
+def ci_registry(registry_factory: Callable[..., Registry]) -> Registry:
+    """A registry that wants a login (htpasswd), so the workflows' login lines matter."""
+    return registry_factory(auth="htpasswd")
+
+
+def repo_platforms() -> list[str]:
+    return list(yaml.safe_load((REPO_ROOT / "platforms.yaml").read_text())["platforms"])
+
+
+def tags_of_auth(registry: Registry, repo: str) -> list[str] | None:
+    """The repository's tags (None: the registry does not know it), as the test user."""
+    with registry.client(auth=registry.creds) as c:
+        r = c.get(f"/v2/{repo}/tags/list")
+    if r.status_code == 404:
+        return None
+    r.raise_for_status()
+    return list(r.json().get("tags") or [])
+
+
+def check_result(registry: Registry, repo: str, platforms: list[str], assembler: Machine) -> None:
+    """The assemble job pushed an index of `platforms` under VERSION and latest, and said so."""
+    assert [line.split()[1] for line in assembler.ran] == ["login", "assemble", "inspect"], assembler.ran
+    digest = assembler.stdout[1].strip().splitlines()[-1]  # `manifesto assemble` prints it last
+    assert DIGEST_LINE.match(digest), assembler.stdout[1]
+    raw = inspect_raw(registry.ref(repo, VERSION), registry)
+    assert sha256(raw) == digest
+    assert inspect_raw(registry.ref(repo, "latest"), registry) == raw
+    assert list(index_platforms(raw)) == platforms
+    assert sorted(tags_of_auth(registry, repo) or []) == sorted([VERSION, "latest"])
+    report = json.loads((assembler.workspace / "report.json").read_text())
+    assert report["index"]["digest"] == digest
+    assert [p["platform"] for p in report["platforms"]] == platforms
+    for platform in platforms:  # `manifesto inspect` lists each platform
+        assert platform in assembler.stdout[2]
+    # platforms.yaml's arch_tag: the docker-library tags move with the index, at assemble
+    children = index_platforms(raw)
+    for platform in platforms:
+        arch_repo = f"{ARCH_NS[platform]}/{repo.rsplit('/', 1)[-1]}"
+        assert sorted(tags_of_auth(registry, arch_repo) or []) == sorted([VERSION, "latest"])
+        assert sha256(inspect_raw(registry.ref(arch_repo, VERSION), registry)) == children[platform]
+
+
+def assert_nothing_tagged(registry: Registry, repo: str, platforms: list[str]) -> None:
+    """After the per-platform jobs: no tag anywhere, neither the index's nor the arch tags."""
+    assert tags_of_auth(registry, repo) in (None, [])
+    for platform in platforms:
+        assert tags_of_auth(registry, f"{ARCH_NS[platform]}/{repo.rsplit('/', 1)[-1]}") in (None, [])
+
+
+# ---- GitHub Actions -------------------------------------------------------------------------------
+
+
+def test_github_actions_workflow_runs_for_real(hello: Path, ci_registry: Registry, tmp_path: Path) -> None:
+    wf = yaml.safe_load(GITHUB.read_text())
+    on = wf.get("on", wf.get(True))  # YAML 1.1 reads a bare `on` as true
+    assert "push" in on
+    publish, assemble = wf["jobs"]["publish"], wf["jobs"]["assemble"]
+    assert assemble["needs"] in ("publish", ["publish"])
+    matrix = publish["strategy"]["matrix"]["include"]
+    assert [m["platform"] for m in matrix] == list(FIVE) == repo_platforms()
+    assert all(m["slug"] == slug(m["platform"]) for m in matrix)
+
+    repo = "ci-github/hello"
+    expressions = {
+        "vars.REGISTRY": ci_registry.host,
+        "vars.IMAGE": ci_registry.ref(repo),
+        "secrets.REGISTRY_USERNAME": ci_registry.username,
+        "secrets.REGISTRY_PASSWORD": ci_registry.password,
+    }
+    # what the `>> "$GITHUB_ENV"` lines give on a v9.9.9 tag push
+    github_env = {"VERSION": VERSION, "SOURCE_DATE_EPOCH": EPOCH}
+
+    def expand(text: str, ctx: dict[str, str]) -> str:
+        def one(m: re.Match[str]) -> str:
+            assert m.group(1) in ctx, f"no local value for ${{{{ {m.group(1)} }}}} in {text!r}"
+            return str(ctx[m.group(1)])
+
+        return EXPR.sub(one, text)
+
+    workflow_env = {k: expand(str(v), expressions) for k, v in wf["env"].items()}
+
+    def run_job(job: dict[str, Any], machine: Machine, ctx: dict[str, str]) -> dict[str, Any]:
+        """Run the job's manifesto lines in order; return its artifact steps' `with:`."""
+        artifacts: dict[str, Any] = {"upload": [], "download": []}
+        pips = 0
+        for step in job["steps"]:
+            uses = step.get("uses", "")
+            if uses.startswith("actions/upload-artifact@"):
+                artifacts["upload"].append({k: expand(str(v), ctx) for k, v in step["with"].items()})
+            elif uses.startswith("actions/download-artifact@"):
+                artifacts["download"].append(step["with"])
+            if "run" not in step:
+                continue
+            lines = lines_of(step["run"])
+            pips += lines.count(PIP)
+            env = {**workflow_env, **github_env, **{k: expand(str(v), ctx) for k, v in (step.get("env") or {}).items()}}
+            for line in split_lines(lines):
+                line = expand(line, ctx)
+                unknown = shell_vars(line) - set(env)
+                assert not unknown, f"{line}: variables the workflow never sets: {unknown}"
+                if line.startswith("manifesto login"):
+                    assert line == 'manifesto login "$REGISTRY" --username "$REGISTRY_USERNAME" --password-stdin <<< "$REGISTRY_PASSWORD"'
+                machine.sh(line, env)
+        assert pips == 1, "each job installs manifesto with `pip install manifesto-oci` once"
+        return artifacts
+
+    chosen = [m for m in matrix if m["platform"] in ("linux/amd64", "linux/arm/v7")]
+    runners = {m["platform"]: Machine(State.make(tmp_path / "runner" / m["slug"]),
+                                      checkout(tmp_path / "ws" / m["slug"], hello, [c["platform"] for c in chosen]))
+               for m in chosen}  # fmt: skip
+
+    def runner(m: dict[str, str]) -> dict[str, Any]:
+        return run_job(publish, runners[m["platform"]], {**expressions, **{f"matrix.{k}": v for k, v in m.items()}})
+
+    with ThreadPoolExecutor(max_workers=len(chosen)) as pool:  # separate runners, at once
+        uploads = dict(zip([m["platform"] for m in chosen], pool.map(runner, chosen)))
+    for m in chosen:
+        ran = runners[m["platform"]].ran
+        assert [line.split()[1] for line in ran] == ["login", "doctor", "publish"], ran
+        assert f"--push-by-digest --digest-file \"digests/{m['slug']}.json\"" in ran[-1]
+    assert_nothing_tagged(ci_registry, repo, [m["platform"] for m in chosen])
+
+    # artifacts: each runner uploads its digest file; assemble downloads them all into digests/
+    assembler = Machine(State.make(tmp_path / "assembler"),
+                        checkout(tmp_path / "ws" / "assemble", hello, [c["platform"] for c in chosen]))  # fmt: skip
+    [download] = [s["with"] for s in assemble["steps"] if s.get("uses", "").startswith("actions/download-artifact@")]
+    assert download["path"] == "digests" and download.get("merge-multiple") is True
+    for m in chosen:
+        [upload] = uploads[m["platform"]]["upload"]
+        assert upload["path"] == f"digests/{m['slug']}.json"
+        assert fnmatch.fnmatch(upload["name"], download["pattern"])
+        (assembler.workspace / "digests").mkdir(exist_ok=True)
+        shutil.copy(runners[m["platform"]].workspace / upload["path"], assembler.workspace / "digests")
+
+    run_job(assemble, assembler, dict(expressions))
+    check_result(ci_registry, repo, [m["platform"] for m in chosen], assembler)
+
+
+# ---- GitLab CI ------------------------------------------------------------------------------------------
+
+
+def test_gitlab_ci_pipeline_runs_for_real(hello: Path, ci_registry: Registry, tmp_path: Path) -> None:
+    doc = yaml.safe_load(GITLAB.read_text())
+    assert doc["stages"] == ["publish", "assemble"]
+
+    def job(name: str) -> dict[str, Any]:
+        j = dict(doc[name])
+        base = j.pop("extends", None)
+        return {**doc[base], **j} if base else j
+
+    publish, assemble = job("publish"), job("assemble")
+    assert assemble["needs"] == ["publish"]
+    [axis] = publish["parallel"]["matrix"]
+    assert axis["PLATFORM"] == list(FIVE) == repo_platforms()
+
+    repo = "ci-gitlab/hello"
+    predefined = {
+        "CI_REGISTRY": ci_registry.host,
+        "CI_REGISTRY_IMAGE": ci_registry.ref("ci-gitlab"),
+        "CI_REGISTRY_USER": ci_registry.username,
+        "CI_REGISTRY_PASSWORD": ci_registry.password,
+        "CI_COMMIT_TAG": f"v{VERSION}",
+    }
+    variables = {k: re.sub(r"\$\{?(\w+)\}?", lambda m: predefined[m.group(1)], str(v)) for k, v in doc["variables"].items()}
+    assert variables["IMAGE"] == ci_registry.ref(repo)
+    exported = {"VERSION": VERSION, "SOURCE_DATE_EPOCH": EPOCH}  # what the `export` lines give
+
+    def run_job(j: dict[str, Any], machine: Machine, env: dict[str, str]) -> None:
+        lines = [*j["before_script"], *j["script"]]
+        assert lines.count(PIP) == 1
+        for line in split_lines(lines):
+            unknown = shell_vars(line) - set(env)
+            assert not unknown, f"{line}: variables the pipeline never sets: {unknown}"
+            if line.startswith("manifesto login"):
+                assert line == 'manifesto login "$CI_REGISTRY" --username "$CI_REGISTRY_USER" --password-stdin <<< "$CI_REGISTRY_PASSWORD"'
+            machine.sh(line, env)
+
+    base_env = {**predefined, **variables, **exported}
+    chosen = ["linux/arm64/v8", "linux/s390x"]
+    runners = {p: Machine(State.make(tmp_path / "runner" / slug(p)), checkout(tmp_path / "ws" / slug(p), hello, chosen))
+               for p in chosen}  # fmt: skip
+    with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
+        list(pool.map(lambda p: run_job(publish, runners[p], {**base_env, "PLATFORM": p}), chosen))
+    assert_nothing_tagged(ci_registry, repo, chosen)
+
+    # artifacts: paths [digests/] from every publish job, fetched by `needs` into the same path
+    assert publish["artifacts"]["paths"] == ["digests/"]
+    assembler = Machine(State.make(tmp_path / "assembler"), checkout(tmp_path / "ws" / "assemble", hello, chosen))
+    for p in chosen:
+        produced = sorted((runners[p].workspace / "digests").glob("*.json"))
+        assert [f.name for f in produced] == [f"{slug(p)}.json"]
+        shutil.copytree(runners[p].workspace / "digests", assembler.workspace / "digests", dirs_exist_ok=True)
+    run_job(assemble, assembler, base_env)
+    assert assemble["artifacts"]["paths"] == ["report.json"]
+    check_result(ci_registry, repo, chosen, assembler)
