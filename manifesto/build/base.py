@@ -135,3 +135,15 @@ def load_built(request: BuildRequest, builder: str) -> BuiltImage:
         digest=fetched.digest,
         media_type=fetched.media_type,
     )
+
+
+def common_flags(request: BuildRequest, build_args: dict[str, str]) -> list[str]:
+    """The `--build-arg`, `--label` and `--target` flags buildah, podman and buildx share."""
+    flags: list[str] = []
+    for key, value in build_args.items():
+        flags += ["--build-arg", f"{key}={value}"]
+    for key, value in request.labels.items():
+        flags += ["--label", f"{key}={value}"]
+    if request.target:
+        flags += ["--target", request.target]
+    return flags

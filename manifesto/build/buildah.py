@@ -25,6 +25,7 @@ from manifesto.build.base import (
     BuildRequest,
     BuiltImage,
     Problem,
+    common_flags,
     load_built,
     validate_request,
 )
@@ -100,12 +101,7 @@ class BuildahBuilder:
             # can use it (an unused --build-arg makes buildah print a warning).
             if "SOURCE_DATE_EPOCH" in _read_text(request.dockerfile):
                 build_args.setdefault("SOURCE_DATE_EPOCH", str(request.source_date_epoch))
-        for key, value in build_args.items():
-            args += ["--build-arg", f"{key}={value}"]
-        for key, value in request.labels.items():
-            args += ["--label", f"{key}={value}"]
-        if request.target:
-            args += ["--target", request.target]
+        args += common_flags(request, build_args)
         args += ["-t", local_name, str(request.context)]
         return args
 

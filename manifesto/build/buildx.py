@@ -18,6 +18,7 @@ from manifesto.build.base import (
     BuildRequest,
     BuiltImage,
     Problem,
+    common_flags,
     load_built,
     normalized,
     validate_request,
@@ -90,12 +91,7 @@ class BuildxBuilder:
         build_args = dict(request.args)
         if request.source_date_epoch is not None:
             build_args.setdefault("SOURCE_DATE_EPOCH", str(request.source_date_epoch))
-        for key, value in build_args.items():
-            args += ["--build-arg", f"{key}={value}"]
-        for key, value in request.labels.items():
-            args += ["--label", f"{key}={value}"]
-        if request.target:
-            args += ["--target", request.target]
+        args += common_flags(request, build_args)
         args.append(str(request.context))
         return args
 

@@ -30,6 +30,7 @@ from manifesto.errors import (
     UsageError,
     VerificationError,
 )
+from manifesto.fileio import write_atomic
 from manifesto.log import get_logger
 from manifesto.matrix.plan import AssembleStep, BuildStep, Plan
 from manifesto.oci.config import ImageConfig
@@ -357,10 +358,7 @@ def assemble_from_files(plan: Plan, files: list[Path], insecure: bool = False) -
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 

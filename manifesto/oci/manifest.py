@@ -61,15 +61,11 @@ def detect_media_type(raw: bytes, content_type: str | None = None) -> str:
 
 
 @dataclass(frozen=True)
-class ImageManifest:
-    """A single-image manifest: config and layers."""
+class _Document:
+    """What every parsed manifest keeps: the exact bytes and the media type they were served as."""
 
     raw: bytes
     media_type: str
-    config: Descriptor
-    layers: tuple[Descriptor, ...]
-    annotations: dict[str, str] = field(default_factory=dict)
-    subject: Descriptor | None = None
 
     @property
     def digest(self) -> Digest:
@@ -78,6 +74,16 @@ class ImageManifest:
     @property
     def size(self) -> int:
         return len(self.raw)
+
+
+@dataclass(frozen=True)
+class ImageManifest(_Document):
+    """A single-image manifest: config and layers."""
+
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+    annotations: dict[str, str] = field(default_factory=dict)
+    subject: Descriptor | None = None
 
     @classmethod
     def parse(cls, raw: bytes, media_type: str, where: str = "manifest") -> ImageManifest:
@@ -102,21 +108,11 @@ class ImageManifest:
 
 
 @dataclass(frozen=True)
-class ImageIndex:
+class ImageIndex(_Document):
     """An OCI image index or Docker manifest list."""
 
-    raw: bytes
-    media_type: str
     manifests: tuple[Descriptor, ...]
     annotations: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def digest(self) -> Digest:
-        return Digest.of(self.raw)
-
-    @property
-    def size(self) -> int:
-        return len(self.raw)
 
     @classmethod
     def parse(cls, raw: bytes, media_type: str, where: str = "index") -> ImageIndex:

@@ -14,7 +14,6 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from manifesto.errors import ContentError, NotFound, UsageError
+from manifesto.fileio import write_atomic
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import Reference
@@ -130,19 +130,7 @@ class DraftStore:
             raise ContentError(f"local manifest list {name.familiar} is corrupt: {type(e).__name__}: {e}") from None
 
     def save(self, draft: Draft) -> None:
-        path = self._path(draft.name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(draft.to_json(), f, indent=1)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_atomic(self._path(draft.name), json.dumps(draft.to_json(), indent=1).encode())
 
     def delete(self, name: Reference) -> None:
         try:

@@ -29,6 +29,7 @@ from manifesto.errors import (
     NotFound,
     UsageError,
 )
+from manifesto.fileio import write_atomic
 from manifesto.log import get_logger
 from manifesto.oci import canonical, mediatype
 from manifesto.oci.descriptor import Descriptor
@@ -85,10 +86,10 @@ class LayoutStore:
             if any(p.name not in ("blobs",) for p in self.path.iterdir()):
                 raise ContentError(f"{self.path}: not an OCI image layout (no oci-layout file) and not empty")
             (self.path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-            self._write_atomic(self.path / "oci-layout", canonical.dumps({"imageLayoutVersion": LAYOUT_VERSION}))
+            write_atomic(self.path / "oci-layout", canonical.dumps({"imageLayoutVersion": LAYOUT_VERSION}))
             if not self._index_path.exists():
                 empty = {"schemaVersion": 2, "mediaType": mediatype.OCI_INDEX, "manifests": []}
-                self._write_atomic(self._index_path, canonical.dumps(empty))
+                write_atomic(self._index_path, canonical.dumps(empty))
 
     def exists(self) -> bool:
         """True when the directory holds an OCI layout (an `oci-layout` file)."""
@@ -125,19 +126,6 @@ class LayoutStore:
         declared = doc.get("mediaType") if isinstance(doc, dict) else None
         index = ImageIndex.parse(raw, declared if isinstance(declared, str) else mediatype.OCI_INDEX, where)
         return doc, list(index.manifests)
-
-    @staticmethod
-    def _write_atomic(path: Path, data: bytes) -> None:
-        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -205,17 +193,7 @@ class LayoutStore:
         target = self.blob_path(digest)
         if target.is_file() and target.stat().st_size == len(data):
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path / "blobs" / f".tmp-{uuid.uuid4().hex}"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        write_atomic(target, data)
 
     def _missing_children(self, raw: bytes, media_type: str) -> list[Descriptor]:
         doc = parse(raw, media_type, f"{self.path}: manifest")
@@ -259,7 +237,7 @@ class LayoutStore:
             if not replaced:
                 out.append(entry.to_dict())
             doc["manifests"] = out
-            self._write_atomic(self._index_path, canonical.dumps(doc))
+            write_atomic(self._index_path, canonical.dumps(doc))
         log.debug("layout_tagged", layout=str(self.path), tag=reference, digest=str(digest))
         return digest
 
