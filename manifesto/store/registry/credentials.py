@@ -1,69 +1,48 @@
 """Where registry credentials come from: manifesto's login store, then docker's config, else none.
 
 Users already have credentials in docker's config.json or a docker credential helper, so
-manifesto reads those; `manifesto login` keeps its own in the OS keyring (or, on machines
-without a usable keyring, a 0600 JSON file). The order lives in one place,
-`CredentialStore.resolve`, so the registry client never needs to know where a secret came from.
-
-Docker behaviour followed here (docker/cli `cli/config/configfile`): `credHelpers[host]` wins
-over `credsStore`; when a helper is configured for a host it is authoritative (inline `auths`
-for that host are not consulted); Docker Hub is looked up under "https://index.docker.io/v1/";
-a helper is told the server on stdin and a username of "<token>" means the secret is an
-identity token (docker-credential-helpers protocol).
+manifesto reads those (`dockerconfig`); `manifesto login` keeps its own in the OS keyring (or,
+on machines without a usable keyring, a 0600 JSON file; `logins`). The order lives in one
+place, `CredentialStore.resolve`, so the registry client never needs to know where a secret
+came from. This module is the one to import from (`credential`, `logins` and `dockerconfig` hold the
+pieces).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import os
-import re
 import subprocess
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from manifesto.errors import AuthError, ManifestoError, UsageError
+from manifesto.errors import UsageError
+from manifesto.store.registry.credential import Credential, Kind, normalize_host
+from manifesto.store.registry.dockerconfig import TOKEN_USERNAME, DockerConfig, Runner
+from manifesto.store.registry.logins import (
+    Backend,
+    _FileLogins,
+    _keyring_usable,
+    _KeyringFailed,
+    _KeyringLogins,
+)
 
-Kind = Literal["password", "identity_token"]
-Backend = Literal["keyring", "file"]
-Runner = Callable[..., subprocess.CompletedProcess]
+__all__ = [
+    "Credential",
+    "CredentialStore",
+    "Kind",
+    "StoredLogin",
+    "delete_login",
+    "list_logins",
+    "login",
+    "logout",
+    "normalize_host",
+    "resolve",
+    "save_login",
+]
 
-SERVICE = "manifesto"
-DOCKER_HUB = "docker.io"
-DOCKER_HUB_SERVER = "https://index.docker.io/v1/"
-TOKEN_USERNAME = "<token>"
 KEYRING_ENV = "MANIFESTO_KEYRING"
-
-_KINDS = ("password", "identity_token")
-_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
-_INDEX_KEY = "<hosts>"  # keyring entry listing stored hosts; "<" cannot occur in a host name
-_NOT_FOUND = "credentials not found"
-_HOST_END = re.compile(r"[/?#]")
-
-
-@dataclass(frozen=True, repr=False)
-class Credential:
-    """A username and secret for one registry; the repr never shows the secret.
-
-    Credentials end up in tracebacks, debug output and test failures, so hiding the
-    secret in repr is the one place that covers all of them.
-    """
-
-    username: str
-    secret: str
-    kind: Kind = "password"
-
-    def __post_init__(self) -> None:
-        if self.kind not in _KINDS:
-            raise ValueError(f"credential kind must be one of {_KINDS}, not {self.kind!r}")
-
-    def __repr__(self) -> str:
-        return f"Credential(username={self.username!r}, secret='***', kind={self.kind!r})"
-
 
 KEYRING_LOCATION = "the system keyring"
 
@@ -84,199 +63,6 @@ class StoredLogin:
 
     def __str__(self) -> str:
         return self.location
-
-
-def normalize_host(server: str) -> str:
-    """Reduce a server string to the registry host it names, for comparing config keys.
-
-    docker config keys come as "host", "https://host", "https://host/v1/" or "http://host",
-    and Docker Hub answers to several names; all of them must find the same entry.
-    """
-    text = server.strip()
-    _, sep, rest = text.partition("://")
-    if sep:
-        text = rest
-    text = _HOST_END.split(text, maxsplit=1)[0].rsplit("@", 1)[-1].lower()
-    if not text:
-        raise UsageError(f"not a registry host: {server!r}")
-    return DOCKER_HUB if text in _HUB_ALIASES else text
-
-
-def _try_normalize(server: object) -> str | None:
-    """normalize_host for keys read from a file, where junk must not stop the lookup."""
-    if not isinstance(server, str):
-        return None
-    try:
-        return normalize_host(server)
-    except UsageError:
-        return None
-
-
-def _encode(cred: Credential) -> str:
-    return json.dumps({"username": cred.username, "secret": cred.secret, "kind": cred.kind})
-
-
-def _decode(entry: Any, host: str, where: str) -> Credential:
-    """Turn a stored entry back into a Credential; corrupt entries are an AuthError."""
-    if isinstance(entry, str):
-        try:
-            entry = json.loads(entry)
-        except ValueError:
-            entry = None
-    if (
-        isinstance(entry, dict)
-        and isinstance(entry.get("username"), str)
-        and isinstance(entry.get("secret"), str)
-        and entry.get("kind", "password") in _KINDS
-    ):
-        return Credential(entry["username"], entry["secret"], entry.get("kind", "password"))
-    raise AuthError(
-        f"stored login for {host} in {where} is unreadable; "
-        f"run `manifesto logout {host}` and log in again"
-    )
-
-
-class _KeyringFailed(Exception):
-    """The keyring backend raised; the caller falls back to the file store."""
-
-
-class _KeyringLogins:
-    """Logins kept in the OS keyring, one entry per host plus an index for listing.
-
-    Keyrings cannot enumerate entries portably, so the hosts are also kept in one
-    extra entry; the index is best-effort and never holds secrets.
-    """
-
-    backend: Backend = "keyring"
-
-    def __init__(self, keyring_backend: Any):
-        self._kr = keyring_backend
-
-    def _call(self, method: str, *args: str) -> Any:
-        # Backends raise their own exception types (dbus, secretstorage, Windows errors),
-        # not only keyring.errors.KeyringError, so anything they raise means "unusable".
-        try:
-            return getattr(self._kr, method)(SERVICE, *args)
-        except Exception as exc:
-            raise _KeyringFailed(type(exc).__name__) from exc
-
-    def get(self, host: str) -> Credential | None:
-        raw = self._call("get_password", host)
-        return None if raw is None else _decode(raw, host, "the keyring")
-
-    def put(self, host: str, cred: Credential) -> None:
-        self._call("set_password", host, _encode(cred))
-        hosts = self._hosts()
-        if host not in hosts:
-            self._call("set_password", _INDEX_KEY, json.dumps(sorted([*hosts, host])))
-
-    def delete(self, host: str) -> bool:
-        from keyring.errors import PasswordDeleteError
-
-        try:
-            self._kr.delete_password(SERVICE, host)
-            removed = True
-        except PasswordDeleteError:
-            removed = False
-        except Exception as exc:
-            raise _KeyringFailed(type(exc).__name__) from exc
-        hosts = self._hosts()
-        if host in hosts:
-            self._call("set_password", _INDEX_KEY, json.dumps([h for h in hosts if h != host]))
-        return removed
-
-    def _hosts(self) -> list[str]:
-        raw = self._call("get_password", _INDEX_KEY)
-        try:
-            hosts = json.loads(raw) if raw else []
-        except ValueError:
-            return []
-        return [h for h in hosts if isinstance(h, str)] if isinstance(hosts, list) else []
-
-    def logins(self) -> dict[str, Credential]:
-        found = {}
-        for host in self._hosts():
-            cred = self.get(host)
-            if cred is not None:
-                found[host] = cred
-        return found
-
-
-class _FileLogins:
-    """Logins kept in a 0600 JSON file, for machines without a usable keyring.
-
-    Written atomically (temp file in the same directory, then os.replace) so a crash or
-    a concurrent reader never sees half a file.
-    """
-
-    backend: Backend = "file"
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def _load(self) -> dict[str, Any]:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        except OSError as exc:
-            raise AuthError(f"cannot read {self.path}: {exc.strerror or exc}") from None
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            # JSONDecodeError messages give a position, never the file's content.
-            raise AuthError(f"{self.path} is not valid JSON ({exc}); fix or delete it") from None
-        logins = data.get("logins") if isinstance(data, dict) else None
-        if not isinstance(logins, dict):
-            raise AuthError(f"{self.path} has no 'logins' object; fix or delete it")
-        return logins
-
-    def _write(self, logins: dict[str, Any]) -> None:
-        if not logins:
-            self.path.unlink(missing_ok=True)
-            return
-        body = json.dumps({"version": 1, "logins": logins}, indent=2, sort_keys=True) + "\n"
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".credentials-", suffix=".tmp", dir=self.path.parent)
-        try:
-            os.chmod(tmp, 0o600)  # mkstemp already does; say it so the intent is visible
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(body)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-
-    def get(self, host: str) -> Credential | None:
-        entry = self._load().get(host)
-        return None if entry is None else _decode(entry, host, str(self.path))
-
-    def put(self, host: str, cred: Credential) -> None:
-        logins = self._load()
-        logins[host] = json.loads(_encode(cred))
-        try:
-            self._write(logins)
-        except OSError as exc:
-            raise ManifestoError(f"cannot write {self.path}: {exc.strerror or exc}") from None
-
-    def delete(self, host: str) -> bool:
-        logins = self._load()
-        if host not in logins:
-            return False
-        del logins[host]
-        try:
-            self._write(logins)
-        except OSError as exc:
-            raise ManifestoError(f"cannot write {self.path}: {exc.strerror or exc}") from None
-        return True
-
-    def logins(self) -> dict[str, Credential]:
-        return {host: _decode(e, host, str(self.path)) for host, e in self._load().items()}
 
 
 class CredentialStore:
@@ -443,113 +229,16 @@ class CredentialStore:
     def from_docker_config(self, host: str) -> Credential | None:
         """The credential docker would use for host: credential helper, else inline auths."""
         host = normalize_host(host)
-        config = self._load_docker_config()
-        if config is None:
-            return None
-        helpers = config.get("credHelpers")
-        if isinstance(helpers, dict):
-            for key, name in helpers.items():
-                if isinstance(name, str) and name and _try_normalize(key) == host:
-                    return self._run_helper(name, host, f"credHelpers[{key!r}]")
-        store = config.get("credsStore")
-        if isinstance(store, str) and store:
-            return self._run_helper(store, host, "credsStore")
-        return self._inline_auth(config.get("auths"), host)
+        return self._docker_config().credential(host)
 
-    def _load_docker_config(self) -> dict[str, Any] | None:
-        """docker's config as a dict; unreadable ones are warned about and skipped, as docker does."""
-        path = self.docker_config_file
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
-            self._log().warning("docker_config_unreadable", path=str(path), reason=reason)
-            return None
-        if not isinstance(data, dict):
-            self._log().warning("docker_config_unreadable", path=str(path), reason="not an object")
-            return None
-        return data
-
-    def _inline_auth(self, auths: Any, host: str) -> Credential | None:
-        if not isinstance(auths, dict):
-            return None
-        preferred = DOCKER_HUB_SERVER if host == DOCKER_HUB else host
-        keys = [k for k, v in auths.items() if isinstance(v, dict) and _try_normalize(k) == host]
-        keys.sort(key=lambda k: k != preferred)  # docker's own key first, then file order
-        for key in keys:
-            cred = self._parse_auth_entry(auths[key], key)
-            if cred is not None:
-                return cred
-        return None
-
-    def _parse_auth_entry(self, entry: dict[str, Any], key: str) -> Credential | None:
-        where = f"{self.docker_config_file}: auths[{key!r}]"
-        username = entry.get("username") if isinstance(entry.get("username"), str) else ""
-        password = entry.get("password") if isinstance(entry.get("password"), str) else ""
-        auth = entry.get("auth")
-        if isinstance(auth, str) and auth.strip():
-            encoded = auth.strip()
-            encoded += "=" * (-len(encoded) % 4)
-            try:
-                decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
-                raise AuthError(f"{where}.auth is not valid base64") from None
-            username, sep, password = decoded.partition(":")  # the password may hold ':'
-            if not sep:
-                raise AuthError(f"{where}.auth does not decode to user:password")
-        token = entry.get("identitytoken")
-        if isinstance(token, str) and token:
-            return Credential(username or TOKEN_USERNAME, token, "identity_token")
-        if password:
-            return Credential(username, password, "password")
-        return None
-
-    def _run_helper(self, name: str, host: str, origin: str) -> Credential | None:
-        """Ask docker-credential-<name> for host; "credentials not found" means anonymous."""
-        program = f"docker-credential-{name}"
-        server = DOCKER_HUB_SERVER if host == DOCKER_HUB else host
-        try:
-            proc = self._runner(
-                [program, "get"],
-                input=server,
-                capture_output=True,
-                text=True,
-                encoding="utf-8",
-                errors="replace",
-                timeout=self._helper_timeout,
-                env=dict(self._environ),
-                check=False,
-            )
-        except FileNotFoundError:
-            raise AuthError(
-                f"{program} not found on PATH (named by {origin} in {self.docker_config_file})"
-            ) from None
-        except subprocess.TimeoutExpired:
-            raise AuthError(
-                f"{program} did not answer within {self._helper_timeout:g}s for {host}"
-            ) from None
-        except OSError as exc:
-            raise AuthError(f"cannot run {program}: {exc.strerror or exc}") from None
-        out, err = proc.stdout or "", proc.stderr or ""
-        if proc.returncode != 0:
-            if _NOT_FOUND in (out + err).lower():
-                return None
-            detail = _first_line(err) or _first_line(out) or "no output"
-            raise AuthError(f"{program} get failed for {host} (exit {proc.returncode}): {detail}")
-        try:
-            data = json.loads(out)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            # Never echo the output: a half-broken helper may still have printed the secret.
-            raise AuthError(f"{program} get returned something other than a JSON object for {host}")
-        username, secret = data.get("Username") or "", data.get("Secret") or ""
-        if not isinstance(username, str) or not isinstance(secret, str) or not secret:
-            return None
-        kind: Kind = "identity_token" if username == TOKEN_USERNAME else "password"
-        return Credential(username, secret, kind)
+    def _docker_config(self) -> DockerConfig:
+        return DockerConfig(
+            self.docker_config_file,
+            environ=self._environ,
+            runner=self._runner,
+            helper_timeout=self._helper_timeout,
+            log=self._log,
+        )
 
     # -- the one question the client asks ---------------------------------------------------
 
@@ -568,25 +257,6 @@ class CredentialStore:
             kind=cred.kind if cred else None,
         )
         return cred
-
-
-def _keyring_usable(backend: Any) -> bool:
-    """False for keyring's "no backend" stand-ins, which fail (or do nothing) on every call."""
-    from keyring.backends import chainer, fail, null
-
-    if isinstance(backend, (fail.Keyring, null.Keyring)):
-        return False
-    if isinstance(backend, chainer.ChainerBackend) and not backend.backends:
-        return False
-    return True
-
-
-def _first_line(text: str, limit: int = 200) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            line = line.strip()
-            return line if len(line) <= limit else line[: limit - 3] + "..."
-    return ""
 
 
 # -- what the CLI calls ---------------------------------------------------------------------
