@@ -17,7 +17,7 @@ from manifesto.oci.config import ImageConfig
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
-from manifesto.oci.reference import Reference
+from manifesto.oci.reference import Reference, check_tag
 from manifesto.store.base import Fetched
 from manifesto.store.drafts import DraftEntry
 from manifesto.store.registry.pool import Registries
@@ -137,9 +137,7 @@ async def push_index(
 
 
 def ensure_tags(target: Reference, extra: list[str]) -> list[str]:
-    tags = [target.tag or "latest", *extra]
-    for t in tags:
-        target.with_tag(t)  # validates
+    """The list's own tag (default latest) and every --tag, validated, without repeats."""
     if target.digest:
         raise UsageError(f"{target}: a list is pushed under a tag, not a digest")
-    return list(dict.fromkeys(tags))
+    return list(dict.fromkeys(check_tag(t) for t in [target.tag or "latest", *extra]))

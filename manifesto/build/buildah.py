@@ -14,10 +14,8 @@ PodmanBuilder (podman.py) is this class with a different tool name and a few fla
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -86,12 +84,15 @@ class BuildahBuilder:
     def command(self, *args: str) -> list[str]:
         return [self.executable, *self.global_args(), *args]
 
-    def build_args(self, request: BuildRequest, local_name: str) -> list[str]:
+    def build_args(self, request: BuildRequest) -> list[str]:
+        """One command that builds and writes the image straight into the OCI layout
+        (`-t oci:DIR:TAG`): nothing is left in local storage to push or remove afterwards."""
         args = [
             "build",
             "--isolation", self.isolation,
             "--platform", str(request.platform),
             "--format", "oci",
+            "--disable-compression=false",  # gzip layers, as a push would
             "-f", str(request.dockerfile),
         ]  # fmt: skip
         build_args = dict(request.args)
@@ -102,19 +103,8 @@ class BuildahBuilder:
             if "SOURCE_DATE_EPOCH" in _read_text(request.dockerfile):
                 build_args.setdefault("SOURCE_DATE_EPOCH", str(request.source_date_epoch))
         args += common_flags(request, build_args)
-        args += ["-t", local_name, str(request.context)]
+        args += ["-t", f"oci:{request.output}:{request.tag}", str(request.context)]
         return args
-
-    def push_args(self, local_name: str, output: Path, tag: str) -> list[str]:
-        # Writing a local layout needs no credentials; an empty authfile keeps buildah from
-        # failing on a DOCKER_CONFIG/REGISTRY_AUTH_FILE that points at a missing file.
-        authfile = output.parent / f".{output.name}.auth.json"
-        authfile.parent.mkdir(parents=True, exist_ok=True)
-        authfile.write_text('{"auths": {}}')
-        return ["push", "--quiet", "--authfile", str(authfile), "--format", "oci", local_name, f"oci:{output}:{tag}"]
-
-    def remove_args(self, local_name: str) -> list[str]:
-        return ["rmi", "--force", local_name]
 
     def info_args(self) -> list[str]:
         return ["info"]
@@ -152,22 +142,20 @@ class BuildahBuilder:
         return []
 
     def build(self, request: BuildRequest, on_line: Callable[[str], None]) -> BuiltImage:
-        """Build, push into the layout at request.output, verify, and remove the local image."""
+        """Build into the layout at request.output, then verify what was written."""
         request = validate_request(request)
         label = str(request.platform)
-        local_name = f"localhost/manifesto-build-{uuid.uuid4().hex[:16]}:latest"
         log.info("build_start", builder=self.name, platform=label, output=str(request.output), tag=request.tag)
+        existed = request.output.exists()
+        store = LayoutStore(request.output, create=True)
         try:
-            self.runner.run(self.command(*self.build_args(request, local_name)), on_line=on_line, label=label)
-            store = LayoutStore(request.output, create=True)
             # containers/image rewrites index.json without a lock: one writer per layout at a time.
             with store.lock():
-                self.runner.run(
-                    self.command(*self.push_args(local_name, request.output, request.tag)), on_line=on_line, label=label
-                )
-        finally:
-            with contextlib.suppress(BuildError):
-                self.runner.capture(self.command(*self.remove_args(local_name)), check=False)
+                self.runner.run(self.command(*self.build_args(request)), on_line=on_line, label=label)
+        except BaseException:
+            if not existed:  # a failed build leaves nothing behind
+                shutil.rmtree(request.output, ignore_errors=True)
+            raise
         built = load_built(request, self.name)
         log.info("build_done", builder=self.name, platform=label, digest=str(built.digest))
         return built

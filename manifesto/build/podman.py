@@ -39,6 +39,6 @@ class PodmanBuilder(BuildahBuilder):
     def global_args(self) -> list[str]:
         return [*super().global_args(), "--tmpdir", str(self.storage_root / "tmp"), "--events-backend", "file"]
 
-    def build_args(self, request: BuildRequest, local_name: str) -> list[str]:
-        args = super().build_args(request, local_name)
+    def build_args(self, request: BuildRequest) -> list[str]:
+        args = super().build_args(request)
         return [args[0], "--layers=false", *args[1:]]

@@ -13,7 +13,7 @@ from manifesto.errors import UsageError
 from manifesto.matrix import plan as planning
 from manifesto.matrix.model import Target
 from manifesto.oci.platform import Platform
-from manifesto.oci.reference import Reference
+from manifesto.oci.reference import Reference, check_tag
 
 
 def _platforms(values: list[str]) -> list[Platform]:
@@ -32,9 +32,7 @@ def _load(args: argparse.Namespace, target: Target | None = None):
     if target is not None:
         matrix = replace(matrix, image=target)
     if getattr(args, "tag", None):
-        for t in args.tag:
-            Reference("x", "x").with_tag(t)
-        matrix = replace(matrix, tags=tuple(dict.fromkeys(args.tag)))
+        matrix = replace(matrix, tags=tuple(dict.fromkeys(check_tag(t) for t in args.tag)))
     return planning.make_plan(matrix, _platforms(getattr(args, "platform", []) or []))
 
 

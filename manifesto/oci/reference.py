@@ -111,9 +111,7 @@ class Reference:
 
     def with_tag(self, tag: str | None) -> Reference:
         """Same repository, another tag (digest dropped)."""
-        if tag is not None and not _TAG.fullmatch(tag):
-            raise InvalidReference(f"invalid tag {tag!r}")
-        return replace(self, tag=tag, digest=None)
+        return replace(self, tag=check_tag(tag) if tag is not None else None, digest=None)
 
     def with_digest(self, digest: Digest) -> Reference:
         """Same repository, pinned to a digest (tag dropped)."""
@@ -127,6 +125,13 @@ class Reference:
     def is_loopback(self) -> bool:
         """True when the registry is on this machine (plain HTTP allowed without --insecure)."""
         return is_loopback_host(self.registry)
+
+
+def check_tag(tag: str) -> str:
+    """Return `tag` if it is a valid tag (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`), else raise."""
+    if not _TAG.fullmatch(tag):
+        raise InvalidReference(f"invalid tag {tag!r}: up to 128 letters, digits, '_', '.', '-', not starting with '.' or '-'")
+    return tag
 
 
 def _split_registry(text: str) -> tuple[str | None, str]:
