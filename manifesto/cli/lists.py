@@ -1,19 +1,20 @@
-"""`create`, `annotate`, `push`, `inspect`, `rm`: the `docker manifest` verbs."""
+"""`create`, `annotate`, `push`, `inspect`, `rm`: the `docker manifest` verbs.
+
+The registry stack (httpx, asyncio) is imported by the verbs that talk to registries only:
+`annotate` and `rm` edit local drafts and should start as fast as the interpreter does.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
-from manifesto import assemble
 from manifesto.errors import NotFound, UsageError
 from manifesto.log import get_logger
 from manifesto.oci import mediatype
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import Reference
 from manifesto.store.drafts import Draft, DraftStore, find_entry
-from manifesto.store.registry.pool import Registries
 
 log = get_logger("manifesto.cli")
 
@@ -41,6 +42,11 @@ def create(args: argparse.Namespace) -> int:
     store = DraftStore()
     if store.exists(name) and not args.amend:
         raise UsageError(f"local list {name.familiar} already exists; use --amend to add to it")
+
+    import asyncio
+
+    from manifesto import assemble
+    from manifesto.store.registry.pool import Registries
 
     async def read_all():
         async with Registries(insecure=args.insecure) as regs:
@@ -100,6 +106,11 @@ def annotate(args: argparse.Namespace) -> int:
 
 
 def push(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from manifesto import assemble
+    from manifesto.store.registry.pool import Registries
+
     name = Reference.parse(args.list)
     store = DraftStore()
     draft = store.load(name)
