@@ -31,7 +31,13 @@ import httpx
 import pytest
 
 from tests.support import ArchImage, Registry, build_image
-from tests.support.images import MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST, _write_blob, canonical_json
+from tests.support.images import (
+    MT_OCI_CONFIG,
+    MT_OCI_INDEX,
+    MT_OCI_MANIFEST,
+    _write_blob,
+    canonical_json,
+)
 from tests.support.tools import CliResult, cli_command, run_cli
 
 ACCEPT_ALL = ", ".join(

@@ -8,7 +8,6 @@ read by `manifesto inspect`, whose `--raw` must be byte-identical to what skopeo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -18,24 +17,7 @@ from typing import Any
 import pytest
 
 from tests.support import ARCHES, inspect_raw, push_image, require, run, skopeo
-
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-
-
-def _sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def ok(result: Any) -> str:
-    rc, out, err = result
-    assert rc == 0, f"exit {rc}\nstdout:\n{out}\nstderr:\n{err}"
-    return out
-
-
-def plat(d: dict[str, Any]) -> str:
-    return "/".join(p for p in (d["os"], d["architecture"], d.get("variant")) if p)
+from tests.support.cli import DOCKER_LIST, OCI_INDEX, ok, plat, sha256_of
 
 
 def summary(raw: bytes) -> set[tuple[str, str]]:
@@ -57,11 +39,11 @@ def assert_manifesto_reads(cli, cli_bytes, ref: str, raw: bytes) -> None:
     assert rc == 0, err
     assert out == raw, "manifesto inspect --raw differs from skopeo inspect --raw"
     table = ok(cli("inspect", ref))
-    assert re.search(rf"^Digest:\s+{_sha(raw)}$", table, re.M), table
+    assert re.search(rf"^Digest:\s+{sha256_of(raw)}$", table, re.M), table
     for digest, platform in summary(raw):
         assert re.search(rf"^{re.escape(platform)}\s+{digest}\s", table, re.M), f"no row {platform}:\n{table}"
     doc = json.loads(ok(cli("inspect", "--json", ref)))
-    assert doc["digest"] == _sha(raw)
+    assert doc["digest"] == sha256_of(raw)
     assert {(m["digest"], plat(m["platform"])) for m in doc["manifests"]} == summary(raw)
 
 
@@ -85,7 +67,7 @@ def test_skopeo_and_docker_read_our_list(
     expected = {(img.manifest_digest, img.platform) for img in images.values()}
 
     raw = inspect_raw(target)
-    assert _sha(raw) == digest
+    assert sha256_of(raw) == digest
     assert json.loads(raw)["mediaType"] == (OCI_INDEX if fmt == "oci" else DOCKER_LIST)
     assert summary(raw) == expected
     for img in images.values():  # skopeo reads each child from the target repo, byte-exact
@@ -119,7 +101,7 @@ def test_we_read_what_skopeo_pushed(cli, cli_bytes, registry, unique_repo, tmp_p
     ok(cli("create", target, ref))
     digest = ok(cli("push", target)).strip().splitlines()[-1]
     assert summary(inspect_raw(target)) == summary(raw)
-    assert _sha(inspect_raw(target)) == digest
+    assert sha256_of(inspect_raw(target)) == digest
 
 
 def test_we_read_what_buildah_pushed(cli, cli_bytes, registry, arch_images, unique_repo, tmp_path):

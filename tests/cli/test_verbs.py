@@ -16,36 +16,16 @@ from typing import Any
 import pytest
 
 from tests.support import ARCHES, inspect_raw, push_image
-
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-
-
-def _sha(data: bytes) -> str:
-    import hashlib
-
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def ok(result: Any) -> str:
-    rc, out, err = result
-    assert rc == 0, f"exit {rc}\nstdout:\n{out}\nstderr:\n{err}"
-    return out
-
-
-def pushed_digest(result: Any) -> str:
-    """`push` prints the list digest as the last line of stdout."""
-    out = ok(result)
-    last = out.strip().splitlines()[-1]
-    assert DIGEST.match(last), f"last stdout line is not a digest: {out!r}"
-    return last
-
-
-def plat(d: dict[str, Any]) -> str:
-    return "/".join(p for p in (d["os"], d["architecture"], d.get("variant")) if p)
+from tests.support.cli import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    ok,
+    plat,
+    pushed_digest,
+    sha256_of,
+)
 
 
 def entries(raw: bytes) -> dict[str, dict[str, Any]]:
@@ -102,7 +82,7 @@ def test_golang_alpine_cross_repo_assembly_mounts_everything(cli, registry, libr
     digest = pushed_digest(cli("push", target))
 
     raw = inspect_raw(target)
-    assert digest == _sha(raw), "printed digest is not sha256 of the registry's bytes"
+    assert digest == sha256_of(raw), "printed digest is not sha256 of the registry's bytes"
     doc = json.loads(raw)
     assert doc["mediaType"] == OCI_INDEX
     assert {(m["digest"], plat(m["platform"])) for m in doc["manifests"]} == {
@@ -158,7 +138,7 @@ def test_list_format(cli, registry, library_repos, docker_repos, unique_repo, pr
     assert r.headers["content-type"].split(";")[0] == expected
     doc = json.loads(r.content)
     assert doc["mediaType"] == expected
-    assert _sha(r.content) == digest
+    assert sha256_of(r.content) == digest
     child_types = {m["mediaType"] for m in doc["manifests"]}
     if kind == "docker":
         assert child_types == {DOCKER_MANIFEST}
@@ -184,7 +164,7 @@ def test_docker_format_with_oci_child_refused_unless_forced(cli, registry, libra
     r = p.get_manifest(unique_repo, "v1")
     assert r.headers["content-type"].split(";")[0] == DOCKER_LIST
     assert json.loads(r.content)["mediaType"] == DOCKER_LIST
-    assert _sha(r.content) == digest
+    assert sha256_of(r.content) == digest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,7 +267,7 @@ def test_inspect_local_draft(cli, cli_bytes, registry, library_repos, unique_rep
     rc, draft_raw, err = cli_bytes("inspect", "--raw", target)
     assert rc == 0, err
     assert json.loads(draft_raw)["mediaType"] == OCI_INDEX
-    assert pushed_digest(cli("push", target)) == _sha(draft_raw)
+    assert pushed_digest(cli("push", target)) == sha256_of(draft_raw)
     assert probe(registry).get_manifest(unique_repo, "draft").content == draft_raw
 
 
@@ -305,7 +285,7 @@ def test_create_from_an_index_flattens_it(cli, registry, library_repos, pushed_l
 
     digest = pushed_digest(cli("push", target))
     raw = inspect_raw(target)
-    assert _sha(raw) == digest
+    assert sha256_of(raw) == digest
     assert set(entries(raw)) == set(got)
     probe(registry).assert_complete(unique_repo, raw)
 
@@ -341,7 +321,7 @@ def test_create_and_push_carry_the_attestation(cli, registry, attested, unique_r
 
     digest = pushed_digest(cli("push", target))
     raw = inspect_raw(target)
-    assert _sha(raw) == digest
+    assert sha256_of(raw) == digest
     pushed = entries(raw)
     assert pushed[att["digest"]]["annotations"] == {
         "vnd.docker.reference.digest": att["subject"],
@@ -391,7 +371,7 @@ def test_annotate_sets_platform_fields_and_annotations(cli, registry, library_re
 
     digest = pushed_digest(cli("push", target))
     r = probe(registry).get_manifest(unique_repo, "v1")
-    assert _sha(r.content) == digest
+    assert sha256_of(r.content) == digest
     pushed = entries(r.content)[arm64.digest]
     assert pushed["platform"] == expected_platform
     assert pushed["annotations"] == expected_annotations
@@ -414,7 +394,7 @@ def test_lying_annotation_refused_and_nothing_pushed(cli, registry, library_repo
 
     digest = pushed_digest(cli("push", "--force", target))
     r = p.get_manifest(unique_repo, "v1")
-    assert _sha(r.content) == digest
+    assert sha256_of(r.content) == digest
     assert entries(r.content)[arm64.digest]["platform"] == {"architecture": "s390x", "os": "linux"}
 
 
@@ -442,7 +422,7 @@ def test_index_annotations_need_oci(cli, registry, docker_repos, unique_repo, pr
     digest = pushed_digest(cli("push", "--format", "oci", target))
     r = p.get_manifest(unique_repo, "v1")
     doc = json.loads(r.content)
-    assert _sha(r.content) == digest
+    assert sha256_of(r.content) == digest
     assert doc["mediaType"] == OCI_INDEX
     assert doc["annotations"] == {"org.opencontainers.image.source": "https://example.com/x"}
 
@@ -505,7 +485,7 @@ def test_children_copied_across_registries(cli, registry, registry_factory, libr
 
     p = probe(other)
     r = p.get_manifest(unique_repo, "v1")
-    assert r.status_code == 200 and _sha(r.content) == digest
+    assert r.status_code == 200 and sha256_of(r.content) == digest
     assert set(entries(r.content)) == {library_repos[a].digest for a in arches}
     p.assert_complete(unique_repo, r.content)
     log = p.requests()

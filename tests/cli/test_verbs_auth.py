@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -26,27 +25,11 @@ from manifesto.store.registry.auth import Authenticator
 from manifesto.store.registry.client import RegistryClient
 from manifesto.store.registry.credentials import Credential
 from tests.support import inspect_raw, push_library_repos
+from tests.support.cli import ok, pushed_digest, sha256_of
 from tests.support.tokenserver import default_acl
 
 ALICE = ("alice", "alice-secret")
 BOB = ("bob", "bob-secret")
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-
-
-def _sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def ok(result: Any) -> str:
-    rc, out, err = result
-    assert rc == 0, f"exit {rc}\nstdout:\n{out}\nstderr:\n{err}"
-    return out
-
-
-def pushed_digest(result: Any) -> str:
-    last = ok(result).strip().splitlines()[-1]
-    assert DIGEST.match(last), last
-    return last
 
 
 def basic(user: str, password: str) -> str:
@@ -115,7 +98,7 @@ def test_login_push_logout_basic(cli, htpasswd_registry, basic_libs, unique_repo
 
     ok(cli("create", target, *sources))
     digest = pushed_digest(cli("push", "--purge", target))
-    assert _sha(inspect_raw(target, reg)) == digest
+    assert sha256_of(inspect_raw(target, reg)) == digest
     probe(reg).assert_complete(unique_repo, inspect_raw(target, reg))
     assert digest in ok(cli("inspect", target))  # remote now (purged draft), with the stored login
 
@@ -144,7 +127,7 @@ def test_docker_config_auths_are_used(cli, htpasswd_registry, basic_libs, unique
     assert basic_libs["arm64"].digest in out
     ok(cli("create", target, basic_libs["amd64"].ref, basic_libs["arm64"].ref))
     digest = pushed_digest(cli("push", target))
-    assert _sha(inspect_raw(target, reg)) == digest
+    assert sha256_of(inspect_raw(target, reg)) == digest
     assert stored_hosts(tmp_home) == set(), "docker's config was copied into manifesto's store"
 
     # `manifesto login` wins over docker's config
@@ -181,7 +164,7 @@ def test_token_push_with_least_privilege(cli, token_registry, token_libs, unique
     log = ts.requests  # before skopeo (as alice) adds its own
 
     raw = inspect_raw(target, reg, ALICE)
-    assert _sha(raw) == digest
+    assert sha256_of(raw) == digest
     p.assert_complete(unique_repo, raw)
     assert log and all(r.user == "bob" and r.status == 200 for r in log), log
     assert any("push" in r.granted.get(f"repository:{unique_repo}", ()) for r in log)
@@ -216,7 +199,7 @@ def test_mount_refused_for_scope_falls_back_to_upload(cli, token_registry, token
     digest = pushed_digest(cli("push", target))
 
     raw = inspect_raw(target, reg, ALICE)
-    assert _sha(raw) == digest
+    assert sha256_of(raw) == digest
     p.assert_complete(unique_repo, raw)
     log = p.requests(since=mark)
     mounts = [r for r in log if "mount=" in r.query]

@@ -41,10 +41,10 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+
+from .certs import self_signed
 
 DEFAULT_SERVICE = "manifesto-test-registry"
 DEFAULT_ISSUER = "manifesto-test-issuer"
@@ -287,19 +287,7 @@ class TokenServer:
             key: Any = ec.generate_private_key(ec.SECP256R1())
         else:
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.issuer)])
-        now = dt.datetime.now(dt.timezone.utc)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
+        cert = self_signed(key, self.issuer)
         self._key = key
         self._cert = cert
         self.kid = libtrust_key_id(key.public_key())
