@@ -11,7 +11,7 @@ from pathlib import Path
 
 from manifesto.errors import UsageError
 from manifesto.matrix import plan as planning
-from manifesto.matrix.model import Target
+from manifesto.matrix.model import Target, arch_ref_problem
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import Reference, check_tag
 
@@ -33,6 +33,10 @@ def _load(args: argparse.Namespace, target: Target | None = None):
         matrix = replace(matrix, image=target)
     if getattr(args, "tag", None):
         matrix = replace(matrix, tags=tuple(dict.fromkeys(check_tag(t) for t in args.tag)))
+    if matrix.arch_tag and matrix.image.reference is not None:  # --image/--tag may break it
+        problem = arch_ref_problem(matrix.arch_tag, matrix.image.reference, matrix.tags, matrix.entries)
+        if problem:
+            raise UsageError(f"{args.file}: {problem}")
     return planning.make_plan(matrix, _platforms(getattr(args, "platform", []) or []))
 
 

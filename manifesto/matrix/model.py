@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from manifesto.errors import InvalidReference
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import Reference
 
@@ -125,3 +126,34 @@ def arch_tag_values(target: Reference, platform: Platform, tag: str) -> dict[str
 def render_arch_tag(template: str, target: Reference, platform: Platform, tag: str) -> Reference:
     """Fill an arch_tag template and parse the result (InvalidReference if it is not one)."""
     return Reference.parse(template.format_map(arch_tag_values(target, platform, tag)))
+
+
+def arch_ref_problem(template: str, target: Reference, tags: tuple[str, ...], entries: tuple[Entry, ...]) -> str | None:
+    """Why `arch_tag` cannot work for this target and these tags (None when it can).
+
+    Every built platform and tag must render to a tagged reference of its own that is not one
+    of the index's; checked when platforms.yaml loads and again when --image/--tag override it.
+    """
+    index_refs = {str(target.with_tag(t)) for t in tags}
+    seen: dict[str, str] = {}
+    for entry in entries:
+        if not entry.builds or entry.platform is None:
+            continue
+        for tag in tags:
+            rendered = template.format_map(arch_tag_values(target, entry.platform, tag))
+            try:
+                ref = Reference.parse(rendered)
+            except InvalidReference as e:
+                return f"arch_tag gives an invalid reference for {entry.platform}, tag {tag!r}: {e}"
+            if ref.tag is None or ref.digest is not None:
+                return f"arch_tag must give a tagged reference (end it with :{{tag}}), got {rendered!r}"
+            label = f"{entry.platform} tag {tag}"
+            if str(ref) in index_refs:
+                return f"arch_tag gives {label} the index's own reference {str(ref)!r}"
+            if str(ref) in seen:
+                return (
+                    f"arch_tag gives {seen[str(ref)]} and {label} the same reference {str(ref)!r} "
+                    "(use {tag} and {arch_ns} or {platform_slug})"
+                )
+            seen[str(ref)] = label
+    return None

@@ -37,6 +37,7 @@ from manifesto.matrix.model import (
     Entry,
     Matrix,
     Target,
+    arch_ref_problem,
     arch_tag_values,
     render_arch_tag,
 )
@@ -519,27 +520,6 @@ class _Validator:
     def check_arch_refs(
         self, doc: LocatedMap, template: str, target: Reference, tags: tuple[str, ...], entries: tuple[Entry, ...]
     ) -> None:
-        line = doc.value_line("arch_tag")
-        index_refs = {str(target.with_tag(t)) for t in tags}
-        seen: dict[str, str] = {}
-        for entry in entries:
-            if not entry.builds or entry.platform is None:
-                continue
-            for tag in tags:
-                rendered = template.format_map(arch_tag_values(target, entry.platform, tag))
-                try:
-                    ref = Reference.parse(rendered)
-                except InvalidReference as e:
-                    self.fail(line, f"arch_tag gives an invalid reference for {entry.platform}, tag {tag!r}: {e}")
-                if ref.tag is None or ref.digest is not None:
-                    self.fail(line, f"arch_tag must give a tagged reference (end it with :{{tag}}), got {rendered!r}")
-                label = f"{entry.platform} tag {tag}"
-                if str(ref) in index_refs:
-                    self.fail(line, f"arch_tag gives {label} the index's own reference {str(ref)!r}")
-                if str(ref) in seen:
-                    self.fail(
-                        line,
-                        f"arch_tag gives {seen[str(ref)]} and {label} the same reference {str(ref)!r} "
-                        "(use {tag} and {arch_ns} or {platform_slug})",
-                    )
-                seen[str(ref)] = label
+        problem = arch_ref_problem(template, target, tags, entries)
+        if problem:
+            self.fail(doc.value_line("arch_tag"), problem)
