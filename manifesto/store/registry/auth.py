@@ -20,6 +20,7 @@ import httpx
 
 from manifesto.errors import AuthError, NetworkError, RegistryError
 from manifesto.log import get_logger
+from manifesto.oci.reference import is_loopback_host
 from manifesto.store.registry import retry
 from manifesto.store.registry.credentials import Credential
 from manifesto.store.registry.errors import parse_body
@@ -146,6 +147,7 @@ class Authenticator:
         clock=time.monotonic,
         attempts: int = 5,
         backoff: float = 0.25,
+        tls_only: bool = True,
     ):
         """`credential` may be a function: it is called once, when a registry first challenges
         (an anonymous registry never costs a keyring or credential-helper lookup)."""
@@ -153,6 +155,7 @@ class Authenticator:
         self._credential = credential
         self.attempts = attempts
         self.backoff = backoff
+        self.tls_only = tls_only  # a verified HTTPS registry's token realm must be HTTPS too
         self._clock = clock
         self._challenge: Challenge | None = None
         self._tokens: list[_Token] = []
@@ -230,6 +233,9 @@ class Authenticator:
         realm = ch.params.get("realm")
         if not realm:
             raise AuthError(f"{self.registry}: bearer challenge without a realm")
+        realm_url = httpx.URL(realm)
+        if self.tls_only and realm_url.scheme != "https" and not is_loopback_host(realm_url.netloc.decode()):
+            raise AuthError(f"{self.registry}: refusing to fetch a token over plain HTTP from {realm_url.host}")
         service = ch.params.get("service")
         ordered = sorted(scopes)
         cred = self.credential

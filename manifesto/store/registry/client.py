@@ -60,6 +60,28 @@ def _ssl_context(registry: str, insecure: bool, certs_dir: Path) -> ssl.SSLConte
     return ctx
 
 
+class OnFirstUse(httpx.AsyncBaseTransport):
+    """A transport built when a request first needs it: a loopback registry rarely sends us to
+    another host, and loading a verified TLS context costs more than a whole local request."""
+
+    def __init__(self, make: Callable[[], httpx.AsyncBaseTransport]):
+        self._make = make
+        self._inner: httpx.AsyncBaseTransport | None = None
+
+    @property
+    def inner(self) -> httpx.AsyncBaseTransport:
+        if self._inner is None:
+            self._inner = self._make()
+        return self._inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        if self._inner is not None:
+            await self._inner.aclose()
+
+
 class RegistryClient:
     """Talks to one registry. Use as `async with RegistryClient(host) as c: ...`."""
 
@@ -84,11 +106,14 @@ class RegistryClient:
         self.base = f"https://{registry}"
         self._scheme_known = self.verified
         self._scheme_lock = asyncio.Lock()
-        self.auth = Authenticator(registry, credential, attempts=attempts, backoff=backoff)
+        self.auth = Authenticator(registry, credential, attempts=attempts, backoff=backoff, tls_only=self.verified)
         self.attempts = attempts
         self.backoff = backoff
         self.chunk_size = chunk_size
+        # Requests that send a body take slots of their own: an upload whose body streams from a
+        # GET on this same client must never wait for a slot that uploads are holding.
         self._limit = asyncio.Semaphore(max_concurrency)
+        self._uploads = asyncio.Semaphore(max_concurrency)
         kwargs: dict[str, Any] = {
             "timeout": httpx.Timeout(timeout, connect=15.0),
             "follow_redirects": True,
@@ -97,9 +122,15 @@ class RegistryClient:
         if transport is not None:
             kwargs["transport"] = transport
         else:
-            kwargs["verify"] = _ssl_context(registry, not self.verified, certs_dir)
-            kwargs["http2"] = self.verified  # loopback/--insecure: no HTTP/2 machinery to load
-            kwargs["limits"] = httpx.Limits(max_connections=max_concurrency * 2, max_keepalive_connections=max_concurrency)
+            limits = httpx.Limits(max_connections=max_concurrency * 2, max_keepalive_connections=max_concurrency)
+            if self.verified:
+                kwargs.update(verify=_ssl_context(registry, False, certs_dir), http2=True, limits=limits)
+            else:  # only the registry's own origin goes unverified; any other host is verified
+                own = httpx.AsyncHTTPTransport(verify=False, limits=limits)
+                kwargs["mounts"] = {f"https://{registry}": own, f"http://{registry}": own}
+                kwargs["transport"] = OnFirstUse(
+                    lambda: httpx.AsyncHTTPTransport(verify=_ssl_context(registry, False, certs_dir), limits=limits)
+                )
         self.http = httpx.AsyncClient(**kwargs)
 
     async def __aenter__(self) -> RegistryClient:
@@ -134,7 +165,10 @@ class RegistryClient:
             url = self.base + url
         if params:  # merge: an upload Location's own query (_state) must survive
             url = str(httpx.URL(url).copy_merge_params(params))
-        auth_value = await self.auth.header(self.http, scopes)
+        # Credentials go only to the registry itself, never to a host an upload Location names.
+        own = self._own_origin(url, what)
+        auth_value = await self.auth.header(self.http, scopes) if own else None
+        limit = self._uploads if content is not None else self._limit
         for round_ in (0, 1):
             hdrs = dict(headers or {})
             if auth_value:
@@ -158,7 +192,7 @@ class RegistryClient:
                 return resp
 
             try:
-                async with self._limit:
+                async with limit:
                     resp = await retry.send(
                         attempt,
                         attempts=self.attempts if replayable else 1,
@@ -167,7 +201,7 @@ class RegistryClient:
                     )
             except httpx.HTTPError as e:
                 raise NetworkError(f"{what}: cannot reach {self.registry}: {_describe(e)}") from None
-            if resp.status_code != 401 or round_ == 1 or not replayable:
+            if resp.status_code != 401 or round_ == 1 or not replayable or not own:
                 break
             challenge = resp.headers.get("www-authenticate", "")
             await resp.aclose()
@@ -178,6 +212,13 @@ class RegistryClient:
             await resp.aread()
             raise error_for(resp.status_code, resp.content, resp.headers.get("content-type", ""), what)
         return resp
+
+    def _own_origin(self, url: str, what: str) -> bool:
+        """Whether `url` is the registry's own origin; a downgrade to plain HTTP is refused."""
+        target, base = httpx.URL(url), httpx.URL(self.base)
+        if base.scheme == "https" and target.scheme == "http" and not is_loopback_host(target.netloc.decode()):
+            raise RegistryError(f"{what}: the registry sent us to plain HTTP ({target.host}); refusing")
+        return (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port)
 
     async def _choose_scheme(self) -> None:
         """HTTPS if the registry answers it, else plain HTTP (only for loopback or --insecure)."""
