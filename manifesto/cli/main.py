@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     configure(verbosity=args.verbose, debug=args.debug, lazy=not (args.verbose or args.debug))
     from manifesto.errors import ManifestoError
 
+    _stop_on_signals()
     try:
         return int(args.run(args) or 0)
     except ManifestoError as e:
@@ -69,9 +70,10 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         _fail(str(e), e.exit_code)
         return e.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("manifesto: interrupted\n")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP turned into one (running builds cancelled)
+        signum = getattr(e, "signum", None)
+        sys.stderr.write(f"manifesto: {'terminated' if signum else 'interrupted'}\n")
+        return 128 + signum if signum else EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_FAILURE
     except Exception as e:  # a bug: still one line unless --debug
@@ -79,6 +81,26 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _fail(f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)", EXIT_FAILURE)
         return EXIT_FAILURE
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so builds are cancelled and work dirs removed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on_signals() -> None:
+    """CI runners and `timeout` stop jobs with SIGTERM; without this, builds running in their
+    own process groups would outlive us and keep writing."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
 
 
 def _fail(message: str, code: int) -> None:
