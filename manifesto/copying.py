@@ -35,7 +35,7 @@ class Location:
         if text.startswith("oci:"):
             rest = text[4:]
             m = _LAYOUT_TAG.match(rest)
-            path, tag = (m.group(1), m.group(2)) if m and "/" not in m.group(2) else (rest, None)
+            path, tag = (m.group(1), m.group(2)) if m else (rest, None)
             if not path:
                 raise UsageError(f"{text}: oci: needs a directory, e.g. oci:./out:1.0")
             return cls(layout=Path(path), tag=tag)

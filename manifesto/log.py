@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
-_level = 10  # library use without the CLI: everything goes to structlog's own defaults
+_level = 30  # library use: warnings and errors only, until the application says otherwise
 _setup: Callable[[], None] | None = None
 
 
@@ -43,7 +43,12 @@ class Logger:
         _ensure_setup()
         import structlog
 
-        getattr(structlog.get_logger(self.name), level)(event, **kw)
+        from manifesto.cli.logging import redact_secrets
+
+        # Redacted here as well as in the CLI's pipeline: a library user's own structlog
+        # configuration must not receive tokens or upload state either.
+        fields = redact_secrets(None, level, {"event": event, **kw})
+        getattr(structlog.get_logger(self.name), level)(fields.pop("event"), **fields)
 
     def debug(self, event: str, /, **kw: Any) -> None:
         self._emit("debug", event, **kw)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from manifesto import assemble
-from manifesto.cli.render import size, table
+from manifesto.cli.render import printable, size, table
 from manifesto.errors import ManifestoError
 from manifesto.oci import mediatype
 from manifesto.oci.config import ImageConfig
@@ -39,13 +39,14 @@ async def _gather_remote(regs: Registries, ref: Reference, verbose: bool) -> Sho
     shown = Shown(ref, fetched.raw, fetched.media_type)
     doc = parse(fetched.raw, fetched.media_type, ref.familiar)
     if isinstance(doc, ImageManifest):
-        shown.config = await assemble.read_config(regs, ref, doc)
+        if _is_image(doc):  # artifacts (helm charts, signatures) have no platform config
+            shown.config = await assemble.read_config(regs, ref, doc)
     elif verbose:
 
         async def one(d: Descriptor) -> None:
             child = await client.get_manifest(ref.repository, str(d.digest))
             child_doc = parse(child.raw, child.media_type, f"{ref.familiar}@{d.digest}")
-            if isinstance(child_doc, ImageManifest) and not d.is_attestation:
+            if isinstance(child_doc, ImageManifest) and not d.is_attestation and _is_image(child_doc):
                 shown.configs[str(d.digest)] = await assemble.read_config(regs, ref.with_digest(d.digest), child_doc)
 
         await asyncio.gather(*(one(d) for d in doc.manifests))
@@ -61,11 +62,15 @@ async def _gather_local(regs: Registries, ref: Reference, verbose: bool) -> Show
 
         async def one(entry) -> None:
             doc = parse(entry.raw, entry.descriptor.media_type, entry.source.familiar)
-            if isinstance(doc, ImageManifest) and not entry.descriptor.is_attestation:
+            if isinstance(doc, ImageManifest) and not entry.descriptor.is_attestation and _is_image(doc):
                 shown.configs[str(entry.descriptor.digest)] = await assemble.read_config(regs, entry.source, doc)
 
         await asyncio.gather(*(one(e) for e in draft.entries))
     return shown
+
+
+def _is_image(doc: ImageManifest) -> bool:
+    return doc.config.media_type in mediatype.CONFIG_TYPES
 
 
 def inspect_refs(args: argparse.Namespace) -> int:
@@ -134,7 +139,7 @@ def _as_text(shown: Shown, verbose: bool) -> str:
         head.append(("Layers", f"{len(doc.layers)} ({size(layers)})"))
         if cfg and verbose:
             head += _config_lines(cfg)
-        return "\n".join(f"{k + ':':<11}{v}" for k, v in head)
+        return "\n".join(f"{k + ':':<11}{printable(v)}" for k, v in head)
     assert isinstance(doc, ImageIndex)
     for k, v in doc.annotations.items():
         head.append(("Annotation", f"{k}={v}"))
@@ -146,7 +151,7 @@ def _as_text(shown: Shown, verbose: bool) -> str:
             row.append(_facts(cfg) if cfg else "")
         rows.append(row)
     headers = ["platform", "digest", "size", "media type"] + (["config"] if verbose else [])
-    return "\n".join(f"{k + ':':<11}{v}" for k, v in head) + "\n\n" + table(headers, rows)
+    return "\n".join(f"{k + ':':<11}{printable(v)}" for k, v in head) + "\n\n" + table(headers, rows)
 
 
 def _facts(cfg: ImageConfig) -> str:

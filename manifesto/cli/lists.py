@@ -81,7 +81,7 @@ def annotate(args: argparse.Namespace) -> int:
         entry = draft.entries[i]
         d = entry.descriptor
         platform = d.platform or Platform("linux", "amd64")
-        if args.os or args.arch or args.variant:
+        if args.os or args.arch or args.variant is not None:  # --variant "" removes it
             arch = args.arch or platform.architecture
             variant = args.variant if args.variant is not None else (None if args.arch else platform.variant)
             platform = Platform.normalize_parts(args.os or platform.os, arch, variant or None).with_(

@@ -5,9 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
+def printable(text: str) -> str:
+    """Text from a registry made safe for a terminal: control characters appear escaped."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns separated by two spaces, header in capitals."""
-    cells = [[h.upper() for h in headers], *[[str(c) for c in r] for r in rows]]
+    """Left-aligned columns separated by two spaces, header in capitals; cells made printable."""
+    cells = [[h.upper() for h in headers], *[[printable(str(c)) for c in r] for r in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     return "\n".join(lines)

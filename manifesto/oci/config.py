@@ -32,10 +32,27 @@ class ImageConfig:
         if platform is None:
             raise ContentError(f"{where}: no os/architecture")
         inner = doc.get("config") or {}
+        if not isinstance(inner, dict):
+            raise ContentError(f"{where}: config must be an object")
+        labels = inner.get("Labels") or {}
+        if not isinstance(labels, dict):
+            raise ContentError(f"{where}: Labels must be an object")
+        created = doc.get("created")
         return cls(
             platform=platform,
-            created=doc.get("created"),
-            entrypoint=tuple(inner.get("Entrypoint") or ()),
-            cmd=tuple(inner.get("Cmd") or ()),
-            labels=dict(inner.get("Labels") or {}),
+            created=created if isinstance(created, str) else None,
+            entrypoint=_command(inner.get("Entrypoint"), f"{where}: Entrypoint"),
+            cmd=_command(inner.get("Cmd"), f"{where}: Cmd"),
+            labels={str(k): str(v) for k, v in labels.items()},
         )
+
+
+def _command(value: Any, where: str) -> tuple[str, ...]:
+    """Entrypoint/Cmd: a list of strings; a bare string (seen in the wild) is one element."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ContentError(f"{where}: must be a list of strings")

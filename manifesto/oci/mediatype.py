@@ -45,10 +45,6 @@ def is_image_manifest(media_type: str) -> bool:
     return media_type in IMAGE_MANIFESTS
 
 
-def is_docker(media_type: str) -> bool:
-    """True for Docker schema 2 manifest types."""
-    return media_type in (DOCKER_MANIFEST, DOCKER_LIST)
-
 
 def format_name(media_type: str) -> str:
     """Short human name of a manifest media type for tables."""

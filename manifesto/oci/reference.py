@@ -171,7 +171,7 @@ def split_host_port(registry: str) -> tuple[str, str | None]:
 def is_loopback_host(registry: str) -> bool:
     """localhost, 127.0.0.0/8 or ::1, with or without a port."""
     host = split_host_port(registry)[0].strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":  # other *.localhost names resolve through DNS: not trusted
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -107,7 +107,10 @@ class DraftStore:
         self.root = root or default_root()
 
     def _path(self, name: Reference) -> Path:
-        # Readable file names, but hashed when quoting would pass the 255-byte name limit.
+        # `reg/list` and `reg/list:latest` are one list, as in docker. Readable file names,
+        # hashed when quoting would pass the 255-byte name limit.
+        if name.tag is None and name.digest is None:
+            name = name.with_tag("latest")
         stem = quote(str(name), safe="")
         if len(stem) > 200:
             stem = "sha256-" + hashlib.sha256(str(name).encode()).hexdigest()

@@ -401,3 +401,21 @@ print("ok")
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_library_use_logs_warnings_only_and_redacted():
+    """Without the CLI: no debug chatter, and secrets are redacted even in structlog's defaults."""
+    import subprocess
+    import sys
+
+    code = r"""
+from manifesto.log import get_logger
+log = get_logger("manifesto.test")
+log.debug("chatty_debug", url="http://r/v2/x/blobs/uploads/1?_state=SECRETSTATE")
+log.warning("kept_warning", url="http://r/v2/x/blobs/uploads/1?_state=SECRETSTATE", authorization="Bearer tok-123456")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    both = result.stdout + result.stderr
+    assert result.returncode == 0, both
+    assert "kept_warning" in both and "chatty_debug" not in both
+    assert "SECRETSTATE" not in both and "tok-123456" not in both

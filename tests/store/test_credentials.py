@@ -552,7 +552,10 @@ def test_manifesto_login_wins_over_docker_config(env: Env) -> None:
     assert store.resolve("reg.example") == Credential("helperuser", "helper-secret")
 
 
-def test_resolve_logs_the_source_never_the_secret(env: Env) -> None:
+def test_resolve_logs_the_source_never_the_secret(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from manifesto import log
+
+    monkeypatch.setattr(log, "_level", 10)  # the event is at debug level
     env.docker_config({"auths": {"reg.example": {"auth": b64("alice:logged-secret")}}})
     with structlog.testing.capture_logs() as logs:
         CredentialStore().resolve("reg.example")

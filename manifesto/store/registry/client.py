@@ -25,6 +25,7 @@ from manifesto.errors import (
     NetworkError,
     NotFound,
     RegistryError,
+    UsageError,
 )
 from manifesto.log import get_logger
 from manifesto.oci import mediatype
@@ -52,12 +53,19 @@ def _ssl_context(registry: str, insecure: bool, certs_dir: Path) -> ssl.SSLConte
     d = certs_dir / registry
     if d.is_dir():
         for ca in sorted(d.glob("*.crt")):
-            ctx.load_verify_locations(cafile=str(ca))
+            _load(ctx.load_verify_locations, ca, cafile=str(ca))
         for cert in sorted(d.glob("*.cert")):
             key = cert.with_suffix(".key")
             if key.exists():
-                ctx.load_cert_chain(str(cert), str(key))
+                _load(ctx.load_cert_chain, cert, str(cert), str(key))
     return ctx
+
+
+def _load(method: Callable[..., None], path: Path, *args: str, **kwargs: str) -> None:
+    try:
+        method(*args, **kwargs)
+    except (ssl.SSLError, OSError) as e:
+        raise UsageError(f"{path}: cannot load this certificate: {e}") from None
 
 
 class OnFirstUse(httpx.AsyncBaseTransport):
@@ -249,8 +257,9 @@ class RegistryClient:
             scopes=frozenset({repository_scope(repo, "pull")}),
             headers={"Accept": mediatype.ACCEPT_MANIFESTS},
             what=what,
+            stream=True,
         )
-        raw = resp.content
+        raw = await _read_capped(resp, MAX_MANIFEST_BYTES, what)
         digest = _verified_digest(raw, reference, resp.headers.get("docker-content-digest"), what)
         media_type = detect_media_type(raw, resp.headers.get("content-type"))
         return Fetched(raw=raw, media_type=media_type, digest=digest)
@@ -274,15 +283,15 @@ class RegistryClient:
         digest = Digest.parse(header)
         if is_digest(reference) and str(digest) != reference:
             raise DigestMismatch(f"{what}: registry named digest {digest}")
-        return Descriptor(media_type, digest, int(resp.headers.get("content-length", "0")))
+        return Descriptor(media_type, digest, _content_length(resp, what))
 
     async def put_manifest(self, repo: str, reference: str, raw: bytes, media_type: str) -> Digest:
         what = f"manifest {self.registry}/{repo}{_sep(reference)}{reference}"
         if len(raw) > MAX_MANIFEST_BYTES:
             raise ContentError(f"{what}: {len(raw)} bytes; registries refuse manifests over 4 MiB")
         digest = Digest.of(raw)
-        if is_digest(reference) and reference != str(digest):
-            raise DigestMismatch(f"{what}: bytes hash to {digest}")
+        if is_digest(reference):
+            Digest.parse(reference).verify(raw, what)
         resp = await self.request(
             "PUT",
             self._url(repo, "manifests", reference),
@@ -309,7 +318,7 @@ class RegistryClient:
             )
         except NotFound:
             return None
-        return int(resp.headers.get("content-length", "0"))
+        return _content_length(resp, f"blob {self.registry}/{repo}@{digest}")
 
     async def read_blob(self, repo: str, digest: Digest) -> AsyncIterator[bytes]:
         what = f"blob {self.registry}/{repo}@{digest}"
@@ -481,6 +490,29 @@ async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
 
 def _sep(reference: str) -> str:
     return "@" if is_digest(reference) else ":"
+
+
+async def _read_capped(resp: httpx.Response, limit: int, what: str) -> bytes:
+    """The body, refusing more than `limit` bytes (a manifest is at most 4 MiB)."""
+    parts, total = [], 0
+    try:
+        async for chunk in resp.aiter_bytes():
+            total += len(chunk)
+            if total > limit:
+                raise ContentError(f"{what}: larger than {limit} bytes; refusing it as a manifest")
+            parts.append(chunk)
+    except httpx.HTTPError as e:
+        raise NetworkError(f"{what}: download broke off: {_describe(e)}") from None
+    finally:
+        await resp.aclose()
+    return b"".join(parts)
+
+
+def _content_length(resp: httpx.Response, what: str) -> int:
+    value = resp.headers.get("content-length", "")
+    if not value.isdigit():
+        raise ContentError(f"{what}: the registry sent no usable Content-Length ({value!r})")
+    return int(value)
 
 
 def is_digest(reference: str) -> bool:
