@@ -9,12 +9,12 @@ import sys
 
 from manifesto.errors import UsageError
 from manifesto.oci.reference import Reference
+from manifesto.store.registry import credentials
 from manifesto.store.registry.client import RegistryClient
 from manifesto.store.registry.credentials import (
+    TOKEN_USERNAME,
     Credential,
-    delete_login,
     normalize_host,
-    save_login,
 )
 
 
@@ -24,8 +24,15 @@ def _ask(prompt: str, secret: bool = False) -> str:
     return getpass.getpass(prompt) if secret else input(prompt)
 
 
+def _host(text: str) -> str:
+    """The registry host of `login`/`logout`, normalized and checked like a reference's."""
+    host = normalize_host(text)
+    Reference.parse(f"{host}/probe")  # InvalidReference names what is wrong with the host
+    return host
+
+
 def login(args: argparse.Namespace) -> int:
-    host = normalize_host(args.registry)
+    host = _host(args.registry)
     if args.password and args.password_stdin:
         raise UsageError("--password and --password-stdin are mutually exclusive")
     username = args.username or _ask("Username: ")
@@ -40,7 +47,9 @@ def login(args: argparse.Namespace) -> int:
     from manifesto.cli.logging import register_secret
 
     register_secret(password)
-    credential = Credential(username, password, "password")
+    # docker's convention: the username "<token>" means the secret is an identity token
+    kind = "identity_token" if username == TOKEN_USERNAME else "password"
+    credential = Credential(username, password, kind)
 
     async def check() -> None:
         api_host = Reference(host, "x").api_host
@@ -48,14 +57,14 @@ def login(args: argparse.Namespace) -> int:
             await client.check_login()
 
     asyncio.run(check())
-    where = save_login(host, username, password)
-    print(f"Login Succeeded ({host}{', stored in ' + str(where) if where else ''})")
+    where = credentials.login(host, username, password)
+    print(f"Login Succeeded ({host}, stored in {where})")
     return 0
 
 
 def logout(args: argparse.Namespace) -> int:
-    host = normalize_host(args.registry)
-    if delete_login(host):
+    host = _host(args.registry)
+    if credentials.logout(host):
         print(f"Removing login credentials for {host}")
     else:
         print(f"Not logged in to {host}")

@@ -410,3 +410,22 @@ def test_anonymous_registry_never_consults_credentials(registry, library_repos, 
     rc, out, err = run_cli("inspect", library_repos["amd64"].ref)
     assert rc == 0, err
     assert "linux/amd64" in out
+
+
+def test_login_refuses_a_malformed_registry_host(cli):
+    rc, out, err = cli("login", "exa_mple:99999", "--username", "u", "--password-stdin", input="pw\n")
+    assert rc == 2 and err.count("manifesto: error:") == 1 and "99999" in err, err
+
+
+def test_login_with_token_username_checks_and_stores_an_identity_token(cli, token_registry, token_libs):
+    """docker's convention: username `<token>` means the secret is an identity (refresh) token,
+    exchanged by OAuth2 POST; it is stored as such and works for later commands."""
+    ts = token_registry.token_server
+    refresh = ts._new_refresh_token(ALICE[0])
+    ts.requests.clear()
+    rc, out, err = cli("login", token_registry.host, "--username", "<token>", "--password-stdin", input=refresh + "\n")
+    assert rc == 0, err
+    assert [r.grant_type for r in ts.requests] == ["refresh_token"]
+    rc, out, err = cli("inspect", token_libs["amd64"].ref)
+    assert rc == 0 and "linux/amd64" in out, err
+    assert any(r.grant_type == "refresh_token" and r.user == ALICE[0] for r in ts.requests[1:])
