@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 from manifesto.errors import NotFound, UsageError
 from manifesto.log import get_logger
@@ -40,9 +41,12 @@ def create(args: argparse.Namespace) -> int:
     name = Reference.parse(args.list)
     sources = [Reference.parse(s) for s in args.sources]
     store = DraftStore()
-    if store.exists(name) and not args.amend:
-        raise UsageError(f"local list {name.familiar} already exists; use --amend to add to it")
 
+    def refuse_existing() -> None:
+        if store.exists(name) and not args.amend:
+            raise UsageError(f"local list {name.familiar} already exists; use --amend to add to it")
+
+    refuse_existing()  # before any network work; again under the lock below
     import asyncio
 
     from manifesto import assemble
@@ -54,15 +58,15 @@ def create(args: argparse.Namespace) -> int:
 
     found = [e for group in asyncio.run(read_all()) for e in group]
     with store.locked(name):
-        draft = store.load(name) if args.amend and store.exists(name) else Draft(name, format=args.format)
+        refuse_existing()
+        draft = store.load(name) if store.exists(name) else Draft(name)
         entries = {e.descriptor.digest: e for e in draft.entries}
-        for e in found:
-            entries[e.descriptor.digest] = e
-        draft = draft.with_entries(list(entries.values()))
-        if args.format:
-            draft = Draft(draft.name, draft.entries, args.format, draft.annotations, args.insecure or draft.insecure)
-        elif args.insecure:
-            draft = Draft(draft.name, draft.entries, draft.format, draft.annotations, True)
+        entries.update((e.descriptor.digest, e) for e in found)
+        draft = replace(
+            draft.with_entries(list(entries.values())),
+            format=args.format or draft.format,
+            insecure=args.insecure or draft.insecure,
+        )
         store.save(draft)
     print(f"Created manifest list {name} ({_entries(len(draft.entries))})")
     return 0
@@ -97,7 +101,7 @@ def annotate(args: argparse.Namespace) -> int:
         draft = draft.with_entries(entries)
         index_annotations = _pairs(args.index_annotation, "--index-annotation")
         if index_annotations:
-            draft = Draft(draft.name, draft.entries, draft.format, {**draft.annotations, **index_annotations}, draft.insecure)
+            draft = replace(draft, annotations={**draft.annotations, **index_annotations})
         store.save(draft)
     return 0
 

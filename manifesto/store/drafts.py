@@ -136,12 +136,12 @@ class DraftStore:
         write_atomic(self._path(draft.name), json.dumps(draft.to_json(), indent=1).encode())
 
     def delete(self, name: Reference) -> None:
-        try:
-            self._path(name).unlink()
-        except FileNotFoundError:
-            raise NotFound(f"no local manifest list {name.familiar}") from None
-        with contextlib.suppress(FileNotFoundError):
-            self._path(name).with_suffix(".lock").unlink()
+        """Remove a draft under its lock (the lock file stays: a concurrent holder keeps it)."""
+        with self.locked(name):
+            try:
+                self._path(name).unlink()
+            except FileNotFoundError:
+                raise NotFound(f"no local manifest list {name.familiar}") from None
 
     def names(self) -> list[Reference]:
         if not self.root.is_dir():
