@@ -10,7 +10,18 @@ before doing any work): the top offenders by cumulative and by self time.
 
 from __future__ import annotations
 
-from bench.common import MANIFESTO, PYTHON, Context, Result, interleaved, log, median, run, sandbox_env, spread
+from bench.common import (
+    MANIFESTO,
+    PYTHON,
+    Context,
+    Result,
+    interleaved,
+    log,
+    median,
+    run,
+    sandbox_env,
+    spread,
+)
 
 NAME = "version"
 TARGET_S = 0.100

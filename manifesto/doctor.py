@@ -13,7 +13,10 @@ from pathlib import Path
 from manifesto.build import binfmt, get_builder
 from manifesto.build.base import Problem
 from manifesto.build.runner import Runner
+from manifesto.log import get_logger
 from manifesto.oci.platform import Platform
+
+log = get_logger("manifesto.doctor")
 
 
 def run_checks(
@@ -25,24 +28,45 @@ def run_checks(
     runner: Runner | None = None,
     binfmt_root: Path = binfmt.PROC,
     builder_options: dict[str, object] | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> list[Problem]:
     """Every problem found, after running the automatic fixes when `fix` is true.
 
-    With `fix`, the commands of fixable problems (binfmt, missing packages) run (as root) and the checks run again,
-    so the result is what is still wrong afterwards.
+    With `fix`, the commands of fixable problems (missing packages, binfmt_misc mount and qemu
+    handlers; see binfmt.run_fixes) run as root, their output streamed to `on_line`, and the
+    checks run again: the result is what is still wrong afterwards. A problem whose fix failed
+    (or was not run because we are not root) says so in its message, with the failing command's
+    exit status and last output lines.
     """
     runner = runner or Runner()
     builder = get_builder(builder_name, runner=runner, **(builder_options or {}))
 
-    def collect() -> tuple[list[Problem], list[Problem]]:
+    def collect() -> list[Problem]:
         emulation = binfmt.check(platforms, root=binfmt_root)
-        return list(builder.check()), emulation
+        return list(builder.check()) + emulation
 
-    builder_problems, emulation = collect()
-    if fix and any(p.commands for p in builder_problems + emulation):
-        binfmt.fix(builder_problems + emulation, runner)
-        builder_problems, emulation = collect()
-    problems = builder_problems + emulation
+    problems = collect()
+    if fix and any(p.commands for p in problems):
+        failures = binfmt.run_fixes(problems, runner, on_line=on_line)
+        for failure in failures:
+            log.info("fix_failed", problem=failure.problem.message, argv=failure.argv, reason=failure.reason)
+        problems = [_with_failures(p, failures) for p in collect()]
     if registry_check is not None:
         problems += list(registry_check())
     return problems
+
+
+def _with_failures(problem: Problem, failures: list[binfmt.FixFailure]) -> Problem:
+    """`problem` with the failed fixes that concern it appended to its message.
+
+    A failure concerns a problem found again after the fixes when it is the same problem (same
+    message) or when the problem's fix includes the command that failed (the install worked
+    but the handler still cannot be enabled: the message changed, the failing step did not).
+    """
+    seen: set[str] = set()
+    for failure in failures:
+        same = failure.problem.message == problem.message
+        if (same or (failure.argv is not None and failure.argv in problem.commands)) and failure.describe() not in seen:
+            seen.add(failure.describe())
+            problem = failure.annotate(problem)
+    return problem

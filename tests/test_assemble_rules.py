@@ -9,7 +9,11 @@ import pytest
 from manifesto.assemble import build_index, choose_media_type, ensure_tags, problems
 from manifesto.errors import InvalidReference, UsageError
 from manifesto.oci import mediatype
-from manifesto.oci.descriptor import ATTESTATION_SUBJECT_KEY, ATTESTATION_TYPE_KEY, Descriptor
+from manifesto.oci.descriptor import (
+    ATTESTATION_SUBJECT_KEY,
+    ATTESTATION_TYPE_KEY,
+    Descriptor,
+)
 from manifesto.oci.digest import Digest
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import Reference

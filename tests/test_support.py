@@ -28,9 +28,14 @@ from tests.support import (
     parse_scopes,
     push_image,
     require,
+    tools,
 )
-from tests.support import tools
-from tests.support.images import ELF_MACHINE, MT_DOCKER_MANIFEST, MT_OCI_MANIFEST, PLATFORMS
+from tests.support.images import (
+    ELF_MACHINE,
+    MT_DOCKER_MANIFEST,
+    MT_OCI_MANIFEST,
+    PLATFORMS,
+)
 
 ALL_MANIFEST_TYPES = ", ".join(
     [

@@ -50,6 +50,9 @@ class BuildRequest:
     source_date_epoch: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
     target: str | None = None
+    # Manifest and config media types of the image: "oci" (OCI image manifest) or "docker"
+    # (Docker schema 2, for `format: docker` matrices: a Docker manifest list may hold only those).
+    media_format: str = "oci"
 
 
 @dataclass(frozen=True)

@@ -5,20 +5,25 @@ to qemu through binfmt_misc (kernel docs admin-guide/binfmt-misc.rst). That need
 binfmt_misc filesystem mounted, a qemu handler registered and enabled for the architecture, and
 the handler's F (fix-binary) flag, because the build's chroot does not contain the interpreter
 and only F makes the kernel open it at registration time. Each check returns Problems with the
-exact command that fixes it; `fix()` runs those commands when we are root.
+exact command that fixes it; `run_fixes()` runs those commands when we are root and says why
+any of them failed.
 """
 
 from __future__ import annotations
 
 import os
 import platform as host_platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from manifesto.build.base import Problem
 from manifesto.build.runner import Runner
 from manifesto.errors import BuildError, InvalidPlatform
+from manifesto.log import get_logger
 from manifesto.oci.platform import Platform
+
+log = get_logger("manifesto.build")
 
 PROC = Path("/proc/sys/fs/binfmt_misc")
 BINFMTS = Path("/usr/share/binfmts")  # binfmt-support's import dir (qemu-user-static ships here)
@@ -187,28 +192,110 @@ def _check_handler(name: str, root: Path, binfmts: Path) -> Problem | None:
     return None
 
 
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}  # never stop at a debconf question
+APT_UPDATE_ARGV = ("apt-get", "update")
+FIX_OUTPUT_LINES = 5
+
+
+@dataclass(frozen=True)
+class FixFailure:
+    """An automatic fix that did not work: the problem, the command that failed, and why.
+
+    `argv` is None when nothing was run (not root); `output` holds the command's last lines.
+    """
+
+    problem: Problem
+    argv: tuple[str, ...] | None
+    reason: str
+    output: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """Indented lines to append to a problem's message: what was tried and what it said."""
+        if self.argv is None:
+            return f"    not fixed: {self.reason}"
+        lines = [f"    `{' '.join(self.argv)}` {self.reason}" + (":" if self.output else "")]
+        lines += [f"      {line}" for line in self.output]
+        return "\n".join(lines)
+
+    def annotate(self, problem: Problem) -> Problem:
+        """`problem` with this failure appended to its message."""
+        return Problem(f"{problem.message}\n{self.describe()}", problem.fix, problem.commands)
+
+
+def run_fixes(
+    problems: list[Problem],
+    runner: Runner | None = None,
+    *,
+    on_line: Callable[[str], None] | None = None,
+) -> list[FixFailure]:
+    """Run the fix commands of `problems` in order (as root); return what did not work.
+
+    Each problem's commands run until one fails. A command several problems share (installing
+    qemu-user-static) runs once. `apt-get update` runs once, before the first `apt-get install`,
+    so a fresh host's empty or stale package lists do not make the install fail; if the update
+    fails the install is still tried (a local mirror or cache may do). apt-get runs with
+    DEBIAN_FRONTEND=noninteractive. Nothing runs unless we are root: then every fixable problem
+    comes back as a failure saying so.
+    """
+    fixable = [p for p in problems if p.commands]
+    if not fixable:
+        return []
+    if os.geteuid() != 0:
+        return [FixFailure(p, None, "fixes run only as root (run `manifesto doctor --fix` as root)") for p in fixable]
+    runner = runner or Runner()
+    results: dict[tuple[str, ...], FixFailure | None] = {}  # argv -> its failure, None when it worked
+    update_note = ""
+    failures: list[FixFailure] = []
+    for problem in fixable:
+        for argv in problem.commands:
+            if argv[:2] == ("apt-get", "install") and APT_UPDATE_ARGV not in results:
+                updated = _run_fix(problem, APT_UPDATE_ARGV, runner, on_line)
+                results[APT_UPDATE_ARGV] = updated
+                if updated is not None:
+                    update_note = f" (after `apt-get update` {updated.reason}" + (
+                        f": {updated.output[-1]})" if updated.output else ")"
+                    )
+            if argv not in results:
+                results[argv] = _run_fix(problem, argv, runner, on_line)
+            failed = results[argv]
+            if failed is not None:
+                reason = failed.reason + (update_note if argv[:2] == ("apt-get", "install") else "")
+                failures.append(FixFailure(problem, argv, reason, failed.output))
+                break
+    return failures
+
+
+def _run_fix(
+    problem: Problem, argv: tuple[str, ...], runner: Runner, on_line: Callable[[str], None] | None
+) -> FixFailure | None:
+    """Run one fix command; its failure, or None when it worked (or had nothing to do)."""
+    env = APT_ENV if argv[:1] == ("apt-get",) else None
+    log.info("fix_command", argv=list(argv))
+    try:
+        done = runner.run(argv, check=False, tail_lines=FIX_OUTPUT_LINES, env=env, on_line=on_line)
+    except BuildError as e:  # not installed, not executable
+        return FixFailure(problem, argv, f"could not run: {e}")
+    if done.returncode == 0 or _already_done(argv, done.output):
+        return None
+    output = tuple(line for line in done.tail if line.strip())
+    return FixFailure(problem, argv, f"exited {done.returncode}", output)
+
+
 def fix(problems: list[Problem], runner: Runner | None = None) -> list[Problem]:
     """Run the fix commands of `problems` (as root); return the problems still not fixed.
 
     Problems without commands, or any when we are not root, are returned untouched; a problem
-    whose command fails is returned with the failure appended to its message.
+    whose command fails is returned with the failure (command, exit status, last output lines)
+    appended to its message. See run_fixes() for what runs.
     """
-    runner = runner or Runner()
+    failures = {id(f.problem): f for f in run_fixes(problems, runner)}
     left: list[Problem] = []
     for problem in problems:
-        if not problem.commands or os.geteuid() != 0:
+        failure = failures.get(id(problem))
+        if not problem.commands or (failure is not None and failure.argv is None):
             left.append(problem)
-            continue
-        for argv in problem.commands:
-            try:
-                done = runner.run(argv, check=False, tail_lines=5)
-            except BuildError as e:
-                left.append(Problem(f"{problem.message}; fixing failed: {e}", problem.fix))
-                break
-            if done.returncode != 0 and not _already_done(argv, done.output):
-                why = done.tail[-1] if done.tail else f"exit {done.returncode}"
-                left.append(Problem(f"{problem.message}; `{' '.join(argv)}` failed: {why}", problem.fix))
-                break
+        elif failure is not None:
+            left.append(failure.annotate(problem))
     return left
 
 

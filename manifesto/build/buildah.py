@@ -1,11 +1,22 @@
-"""Build with buildah: `buildah build --platform ...`, then `buildah push` into an OCI layout.
+"""Build with buildah: `buildah build --platform ...` straight into an OCI image layout.
 
 Made to work unprivileged-container style on a plain host as root: a private storage root per
 manifesto cache (never the system's /var/lib/containers), the vfs storage driver (overlay fails
 inside many containers and on some filesystems; vfs works everywhere, at the cost of disk for
-large images) and chroot isolation (no runc/crun or cgroups needed). buildah sets the build
-args TARGETPLATFORM/TARGETOS/TARGETARCH/TARGETVARIANT and BUILDPLATFORM/BUILDOS/BUILDARCH
-itself from --platform (checked on 1.28); passing them again makes it warn, so we don't.
+large images) and chroot isolation (no runc/crun or cgroups needed).
+
+One process per platform: `-t oci:DIR:TAG` commits the image into the layout, so nothing is left
+in local storage to push or remove. The oci: transport can only hold OCI manifests (it converts
+anything else), so a Docker-format build (`media_format="docker"`) commits to a private `dir:`
+directory instead and its bytes are copied into the layout under the tag. (With --timestamp,
+buildah 1.28 still writes a random container ID and hostname into a Docker config; those two
+fields are made fixed first, so Docker-format builds are reproducible too.)
+
+buildah sets TARGETPLATFORM/TARGETOS/TARGETARCH/TARGETVARIANT itself from --platform (checked on
+1.28: the same values the plan computes, TARGETVARIANT only when the platform has a variant), so
+those plan args are not passed again. buildah 1.28 still warns that its own TARGET* args were
+"not consumed" when a Dockerfile does not declare them (containers/buildah#4485, fixed upstream
+by #4634); that warning is trimmed to the names that are really ours.
 With --timestamp (SOURCE_DATE_EPOCH) buildah clamps the config, history and layer file times,
 so the same inputs give the same manifest digest.
 
@@ -14,8 +25,11 @@ PodmanBuilder (podman.py) is this class with a different tool name and a few fla
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,14 +39,47 @@ from manifesto.build.base import (
     Problem,
     common_flags,
     load_built,
+    normalized,
     validate_request,
 )
 from manifesto.build.runner import Runner, apt_package, missing_tool_message
-from manifesto.errors import BuildError
+from manifesto.errors import (
+    BuildError,
+    ContentError,
+    ManifestoError,
+    UsageError,
+    VerificationError,
+)
 from manifesto.log import get_logger
+from manifesto.oci import mediatype
+from manifesto.oci.descriptor import Descriptor
+from manifesto.oci.digest import Digest
+from manifesto.oci.manifest import ImageManifest, detect_media_type
+from manifesto.oci.platform import Platform
 from manifesto.store.layout import LayoutStore
 
 log = get_logger("manifesto.build")
+
+MEDIA_FORMATS = {"oci": mediatype.OCI_MANIFEST, "docker": mediatype.DOCKER_MANIFEST}
+PLATFORM_ARGS = ("TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT")
+_UNCONSUMED = re.compile(r"^\[Warning\] one or more build args were not consumed: \[(?P<names>[^\]]*)\]\s*$")
+
+
+def requested_format(request: BuildRequest) -> str:
+    """The image format a request asks for: "oci" (the default) or "docker".
+
+    Read with getattr so builders work before and after BuildRequest grows `media_format`.
+    """
+    fmt = getattr(request, "media_format", "oci") or "oci"
+    if fmt not in MEDIA_FORMATS:
+        raise UsageError(f"unknown image format {fmt!r}: choose oci or docker")
+    return fmt
+
+
+def platform_args(platform: Platform) -> dict[str, str]:
+    """The TARGET* build args buildah derives from `--platform` (containerd-normalized)."""
+    p = normalized(platform)
+    return {"TARGETPLATFORM": str(p), "TARGETOS": p.os, "TARGETARCH": p.architecture, "TARGETVARIANT": p.variant or ""}
 
 
 def default_storage(tool: str) -> Path:
@@ -84,27 +131,52 @@ class BuildahBuilder:
     def command(self, *args: str) -> list[str]:
         return [self.executable, *self.global_args(), *args]
 
-    def build_args(self, request: BuildRequest) -> list[str]:
-        """One command that builds and writes the image straight into the OCI layout
-        (`-t oci:DIR:TAG`): nothing is left in local storage to push or remove afterwards."""
+    def build_args(self, request: BuildRequest, destination: str | None = None) -> list[str]:
+        """The `build` arguments: write the image to `destination` (a containers/image
+        reference), by default straight into the OCI layout as `oci:DIR:TAG`."""
         args = [
             "build",
             "--isolation", self.isolation,
             "--platform", str(request.platform),
-            "--format", "oci",
+            "--format", requested_format(request),
             "--disable-compression=false",  # gzip layers, as a push would
             "-f", str(request.dockerfile),
         ]  # fmt: skip
-        build_args = dict(request.args)
         if request.source_date_epoch is not None:
             args += ["--timestamp", str(request.source_date_epoch)]
-            # BuildKit passes SOURCE_DATE_EPOCH as a build arg; do the same when the Dockerfile
-            # can use it (an unused --build-arg makes buildah print a warning).
-            if "SOURCE_DATE_EPOCH" in _read_text(request.dockerfile):
-                build_args.setdefault("SOURCE_DATE_EPOCH", str(request.source_date_epoch))
-        args += common_flags(request, build_args)
-        args += ["-t", f"oci:{request.output}:{request.tag}", str(request.context)]
+        args += common_flags(request, self.build_arg_values(request))
+        args += ["-t", destination or f"oci:{request.output}:{request.tag}", str(request.context)]
         return args
+
+    def build_arg_values(self, request: BuildRequest) -> dict[str, str]:
+        """request.args without the TARGET* args buildah sets itself to the same value, plus
+        SOURCE_DATE_EPOCH when the Dockerfile can use it (as BuildKit passes it).
+
+        An empty TARGETVARIANT is the exception: buildah does not set it for a platform without
+        a variant and warns about a declared `ARG TARGETVARIANT` it has no value for, so it
+        stays when the Dockerfile names it.
+        """
+        values = dict(request.args)
+        text: str | None = None
+
+        def mentions(word: str) -> bool:
+            nonlocal text
+            if text is None:
+                text = _read_text(request.dockerfile)
+            return word in text
+
+        for key, value in platform_args(request.platform).items():
+            if key in values and values[key] == value and (value or not mentions(key)):
+                del values[key]
+        if request.source_date_epoch is not None and mentions("SOURCE_DATE_EPOCH"):
+            values.setdefault("SOURCE_DATE_EPOCH", str(request.source_date_epoch))
+        return values
+
+    def implicit_args(self, request: BuildRequest) -> frozenset[str]:
+        """TARGET* names buildah may call "not consumed" that are its own (or equal to it)."""
+        values = self.build_arg_values(request)
+        own = platform_args(request.platform)
+        return frozenset(k for k in PLATFORM_ARGS if values.get(k, own[k]) == own[k])
 
     def info_args(self) -> list[str]:
         return ["info"]
@@ -142,23 +214,141 @@ class BuildahBuilder:
         return []
 
     def build(self, request: BuildRequest, on_line: Callable[[str], None]) -> BuiltImage:
-        """Build into the layout at request.output, then verify what was written."""
+        """Build into the layout at request.output under request.tag, then verify what was written.
+
+        A failed build leaves no layout behind that was not there before.
+        """
         request = validate_request(request)
+        fmt = requested_format(request)
         label = str(request.platform)
-        log.info("build_start", builder=self.name, platform=label, output=str(request.output), tag=request.tag)
+        log.info(
+            "build_start", builder=self.name, platform=label, output=str(request.output), tag=request.tag, format=fmt
+        )
+        lines = trim_unconsumed_warning(on_line, self.implicit_args(request))
         existed = request.output.exists()
-        store = LayoutStore(request.output, create=True)
         try:
-            # containers/image rewrites index.json without a lock: one writer per layout at a time.
-            with store.lock():
-                self.runner.run(self.command(*self.build_args(request)), on_line=on_line, label=label)
+            if fmt == "oci":
+                store = LayoutStore(request.output, create=True)
+                # containers/image rewrites index.json without a lock: one writer per layout at a time.
+                with store.lock():
+                    self.runner.run(self.command(*self.build_args(request)), on_line=lines, label=label)
+            else:
+                self._build_via_dir(request, lines, label)
         except BaseException:
-            if not existed:  # a failed build leaves nothing behind
-                shutil.rmtree(request.output, ignore_errors=True)
+            if not existed:
+                _remove_if_untagged(request.output)
             raise
         built = load_built(request, self.name)
+        if built.media_type != MEDIA_FORMATS[fmt]:
+            raise VerificationError(
+                f"{label}: {self.name} image {request.output}:{request.tag}: "
+                f"{fmt} format was requested, but its manifest is {built.media_type}"
+            )
         log.info("build_done", builder=self.name, platform=label, digest=str(built.digest))
         return built
+
+    def _build_via_dir(self, request: BuildRequest, on_line: Callable[[str], None], label: str) -> None:
+        """Commit to a private `dir:` directory (which keeps a Docker manifest as it is), then
+        copy the image into the layout under request.tag (see copy_dir_image)."""
+        request.output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".manifesto-{self.tool}-", dir=request.output.parent))
+        try:
+            image = tmp / "image"
+            self.runner.run(self.command(*self.build_args(request, f"dir:{image}")), on_line=on_line, label=label)
+            copy_dir_image(
+                image,
+                LayoutStore(request.output, create=True),
+                request.tag,
+                reproducible=request.source_date_epoch is not None,
+            )
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def copy_dir_image(source: Path, dst: LayoutStore, tag: str, *, reproducible: bool = False) -> None:
+    """Copy an image from a containers/image `dir:` directory into a layout under `tag`.
+
+    The dir: transport keeps `manifest.json` and names each blob by its sha256 hex; add_blob
+    verifies every blob against the manifest's digest and size on the way in. With
+    `reproducible`, a Docker config's per-build fields are first made fixed (docker_config_fixed).
+    """
+    try:
+        raw = (source / "manifest.json").read_bytes()
+    except OSError as e:
+        raise ContentError(f"{source}: no image written there ({e.strerror})") from None
+    media_type = detect_media_type(raw)
+    if not mediatype.is_image_manifest(media_type):
+        raise ContentError(f"{source}: expected an image manifest, got {media_type}")
+    manifest = ImageManifest.parse(raw, media_type, f"{source}/manifest.json")
+    for blob in manifest.blobs():
+        if blob.digest.algorithm != "sha256":
+            raise ContentError(f"{source}: unsupported blob digest {blob.digest}")
+    if reproducible and manifest.config.media_type == mediatype.DOCKER_CONFIG:
+        config = manifest.config
+        config_raw = (source / config.digest.hex).read_bytes()
+        config.digest.verify(config_raw, f"{source}: config")
+        fixed = docker_config_fixed(config_raw)
+        if fixed != config_raw:
+            digest = Digest.of(fixed)
+            (source / digest.hex).write_bytes(fixed)
+            doc = json.loads(raw)
+            doc["config"].update(digest=str(digest), size=len(fixed))
+            raw = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+            manifest = ImageManifest.parse(raw, media_type, f"{source}/manifest.json")
+    for blob in manifest.blobs():
+        dst.add_blob(Descriptor(blob.media_type, blob.digest, blob.size), source / blob.digest.hex)
+    dst.put_manifest_sync(tag, raw, media_type)
+
+
+def docker_config_fixed(raw: bytes) -> bytes:
+    """A Docker image config without the fields that differ on every build.
+
+    buildah 1.28 writes the working container's random ID (`container`) and hostname
+    (`config.Hostname`, `container_config.Hostname`) into Docker-format configs even with
+    --timestamp; buildah since containers/buildah#6211 (2025) writes fixed values there. The ID
+    is dropped (Go's omitempty shape) and the hostnames set to "sandbox", the fixed name newer
+    buildah uses; the rest of the document keeps its order. Bytes without those fields come
+    back unchanged.
+    """
+    doc = json.loads(raw)
+    changed = doc.pop("container", None) is not None
+    for key in ("config", "container_config"):
+        inner = doc.get(key)
+        if isinstance(inner, dict) and inner.get("Hostname") not in (None, "", "sandbox"):
+            inner["Hostname"] = "sandbox"
+            changed = True
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode() if changed else raw
+
+
+def trim_unconsumed_warning(on_line: Callable[[str], None], implicit: frozenset[str]) -> Callable[[str], None]:
+    """`on_line`, but buildah's "build args were not consumed" warning names only our args.
+
+    buildah 1.28 counts the TARGET* args it sets itself from --platform (containers/buildah
+    #4485); those names are dropped, and the whole line when nothing else is left.
+    """
+    if not implicit:
+        return on_line
+
+    def trimmed(line: str) -> None:
+        m = _UNCONSUMED.match(line)
+        if m is None:
+            on_line(line)
+            return
+        names = [n for n in m["names"].split() if n not in implicit]
+        if names:
+            on_line(f"[Warning] one or more build args were not consumed: [{' '.join(names)}]")
+
+    return trimmed
+
+
+def _remove_if_untagged(layout: Path) -> None:
+    """Remove a layout this build created, unless another build has since tagged into it."""
+    try:
+        tagged = bool(LayoutStore(layout).tags())
+    except (ManifestoError, OSError):  # missing, half-written or unreadable
+        tagged = False
+    if not tagged:
+        shutil.rmtree(layout, ignore_errors=True)
 
 
 def _read_text(path: Path) -> str:

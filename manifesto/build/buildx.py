@@ -5,10 +5,17 @@ The copy step exists because BuildKit's oci exporter writes a whole layout (its 
 index.json), which would drop the other tags of a shared output layout. Provenance attestations
 are turned off: a single-platform build should give a plain image manifest; if an index comes
 out anyway, the entry for the requested platform is taken from it.
+
+The exporter's options carry the rest of the request: `oci-mediatypes=false` for a Docker-format
+image, and with SOURCE_DATE_EPOCH `rewrite-timestamp=true` (BuildKit >= 0.13; older BuildKit
+ignores it) so that files created by RUN steps get the epoch as their mtime too, not only the
+config and history. The default `docker` driver cannot export type=oci at all, so check() asks
+`docker buildx inspect` which driver the builder uses.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -23,8 +30,9 @@ from manifesto.build.base import (
     normalized,
     validate_request,
 )
+from manifesto.build.buildah import MEDIA_FORMATS, requested_format
 from manifesto.build.runner import Runner, missing_tool_message
-from manifesto.errors import BuildError, ContentError
+from manifesto.errors import BuildError, ContentError, VerificationError
 from manifesto.log import get_logger
 from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
@@ -37,6 +45,11 @@ NO_ENGINE_FIX = (
     "start the docker daemon (systemctl start docker), point DOCKER_HOST at a reachable engine, "
     "or use --builder buildah"
 )
+CONTAINER_DRIVER_FIX = "docker buildx create --driver docker-container --use"
+REWRITE_TIMESTAMP = (0, 13)  # the first BuildKit whose exporters know rewrite-timestamp
+
+_DRIVER = re.compile(r"^Driver:\s*(\S+)", re.MULTILINE)
+_BUILDKIT = re.compile(r"^\s*BuildKit(?: version)?:\s*v?(\d+)\.(\d+)", re.MULTILINE | re.IGNORECASE)
 
 
 class BuildxBuilder:
@@ -49,9 +62,10 @@ class BuildxBuilder:
         self.runner = runner or Runner()
         self.executable = executable or self.tool
         self.builder = builder
+        self.buildkit: tuple[int, int] | None = None  # BuildKit version seen by the last check()
 
     def check(self) -> list[Problem]:
-        """The docker CLI, its buildx plugin, and a reachable engine."""
+        """The docker CLI, its buildx plugin, a reachable engine, and a builder that can export OCI."""
         if shutil.which(self.executable) is None:
             return [
                 Problem(
@@ -76,17 +90,48 @@ class BuildxBuilder:
                     fix="install the buildx plugin (docker-buildx-plugin from Docker's apt repository)",
                 )
             )
+        if not problems:
+            problems += self._check_builder()
         return problems
+
+    def _check_builder(self) -> list[Problem]:
+        """The builder's driver must export type=oci: the default `docker` driver cannot."""
+        argv = [self.executable, "buildx", "inspect"] + ([self.builder] if self.builder else [])
+        done = self.runner.capture(argv, check=False, timeout=30)
+        name = f"buildx builder {self.builder}" if self.builder else "the current buildx builder"
+        if done.returncode != 0:
+            fix = (
+                f"docker buildx create --name {self.builder} --driver docker-container"
+                if self.builder
+                else CONTAINER_DRIVER_FIX
+            )
+            return [Problem(f"{name} cannot be inspected: {done.first_error_line()}", fix=fix)]
+        found = _BUILDKIT.search(done.stdout)
+        self.buildkit = (int(found[1]), int(found[2])) if found else None
+        driver = _DRIVER.search(done.stdout)
+        if driver is not None and driver[1] == "docker":
+            return [
+                Problem(
+                    f"{name} uses the docker driver, which cannot export an OCI layout (--output type=oci)",
+                    fix=CONTAINER_DRIVER_FIX,
+                )
+            ]
+        return []
 
     def build_args(self, request: BuildRequest, dest: Path) -> list[str]:
         args = [self.executable, "buildx", "build"]
         if self.builder:
             args += ["--builder", self.builder]
+        output = f"type=oci,dest={dest},tar=false,name={request.tag}"
+        if requested_format(request) == "docker":
+            output += ",oci-mediatypes=false"
+        if request.source_date_epoch is not None:
+            output += ",rewrite-timestamp=true"
         args += [
             "--platform", str(request.platform),
             "-f", str(request.dockerfile),
             "--provenance=false",
-            "--output", f"type=oci,dest={dest},tar=false,name={request.tag}",
+            "--output", output,
         ]  # fmt: skip
         build_args = dict(request.args)
         if request.source_date_epoch is not None:
@@ -98,11 +143,19 @@ class BuildxBuilder:
     def build(self, request: BuildRequest, on_line: Callable[[str], None]) -> BuiltImage:
         """Build into a private layout, copy the image into request.output, verify it."""
         request = validate_request(request)
+        fmt = requested_format(request)
         label = str(request.platform)
         problems = self.check()
         if problems:
             raise BuildError(
                 f"{label}: buildx cannot build here: {problems[0].message}", log_tail="\n".join(map(str, problems))
+            )
+        if request.source_date_epoch is not None and self.buildkit is not None and self.buildkit < REWRITE_TIMESTAMP:
+            log.warning(
+                "buildkit_too_old_for_rewrite_timestamp",
+                platform=label,
+                buildkit=".".join(map(str, self.buildkit)),
+                effect="files created by RUN steps keep their build-time mtimes",
             )
         request.output.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".manifesto-buildx-", dir=request.output.parent))
@@ -113,7 +166,13 @@ class BuildxBuilder:
             copy_image(LayoutStore(dest), request, LayoutStore(request.output, create=True))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return load_built(request, self.name)
+        built = load_built(request, self.name)
+        if built.media_type != MEDIA_FORMATS[fmt]:
+            raise VerificationError(
+                f"{label}: buildx image {request.output}:{request.tag}: "
+                f"{fmt} format was requested, but its manifest is {built.media_type}"
+            )
+        return built
 
 
 def copy_image(src: LayoutStore, request: BuildRequest, dst: LayoutStore) -> None:

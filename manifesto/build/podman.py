@@ -2,8 +2,9 @@
 
 Differences from buildah that matter here: podman keeps libpod state in a tmpdir (pointed into
 our private storage so nothing lands in /run/libpod), caches intermediate layers by default
-(turned off: we build once per platform and remove the image), has no --identity-label, and
-refuses a --runroot longer than 50 characters (then a short one in the temp dir is used).
+(turned off: each platform is built once, straight into the layout, and nothing is kept in local
+storage), and refuses a --runroot longer than 50 characters (then a short one in the temp dir
+is used).
 """
 
 from __future__ import annotations
@@ -39,6 +40,6 @@ class PodmanBuilder(BuildahBuilder):
     def global_args(self) -> list[str]:
         return [*super().global_args(), "--tmpdir", str(self.storage_root / "tmp"), "--events-backend", "file"]
 
-    def build_args(self, request: BuildRequest) -> list[str]:
-        args = super().build_args(request)
+    def build_args(self, request: BuildRequest, destination: str | None = None) -> list[str]:
+        args = super().build_args(request, destination)
         return [args[0], "--layers=false", *args[1:]]

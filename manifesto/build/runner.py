@@ -138,7 +138,7 @@ class Runner:
         `label` (usually the platform) prefixes the error: `linux/arm64: buildah exited 1`.
         With check=False a non-zero exit is returned instead of raised; a missing executable
         raises BuildError either way, naming the apt package that provides it. After `timeout`
-        seconds the command is killed and BuildError raised.
+        seconds the command is stopped (its whole group) and BuildError raised, whatever `check`.
         """
         args = [os.fspath(a) for a in argv]
         tool = os.path.basename(args[0])
@@ -167,7 +167,15 @@ class Runner:
             cancelled = self._cancelled
         if cancelled:
             self._stop(proc)
-        timer = threading.Timer(timeout, self._stop, (proc,)) if timeout else None
+        # Timer.finished is set by cancel() as well as by firing: whether the timeout struck is
+        # recorded here, by the callback itself.
+        fired = threading.Event()
+
+        def expire() -> None:
+            fired.set()
+            self._stop(proc)
+
+        timer = threading.Timer(timeout, expire) if timeout else None
         if timer is not None:
             timer.daemon = True
             timer.start()
@@ -193,7 +201,7 @@ class Runner:
         done = Completed(code, tuple(tail))
         if code != 0 and self._cancelled:
             raise BuildError(f"{prefix}{tool} was cancelled", log_tail=done.output)
-        if code != 0 and timer is not None and timer.finished.is_set():
+        if code != 0 and fired.is_set():
             raise BuildError(f"{prefix}{tool} did not finish within {timeout:g}s (stopped)", log_tail=done.output)
         log.debug("command_done", tool=tool, returncode=code, label=label or None)
         if check and code != 0:
@@ -216,6 +224,7 @@ class Runner:
         try:
             proc = subprocess.run(
                 args,
+                check=False,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,

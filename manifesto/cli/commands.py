@@ -93,13 +93,18 @@ def register_publishing(sub, add_common) -> None:
             p.add_argument("-j", "--jobs", type=int, help="builds at once (default: one per core)")
             p.add_argument("--builder", choices=["buildah", "podman", "buildx"], help="override build.builder")
             p.add_argument("--source-date-epoch", type=int, help="reproducible timestamps (default: $SOURCE_DATE_EPOCH)")
-            p.add_argument("--keep-work", action="store_true", help="keep the per-platform OCI layouts")
+            p.add_argument("--keep-work", action="store_true", help="keep the per-platform OCI layouts (says where)")
             p.add_argument("-q", "--quiet", action="store_true", help="do not echo build output")
 
     p = command("publish", "Build every platform of platforms.yaml, push them, and push the index under every tag.", "publish")
     matrix_args(p)
     p.add_argument("--push-by-digest", action="store_true", help="push the images by digest only (split publish); no index")
     p.add_argument("--digest-file", metavar="FILE", help="with --push-by-digest: write the digests for `manifesto assemble`")
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="with --platform and without --push-by-digest: really move the tags to an index of just those platforms",
+    )
     p.add_argument("--insecure", action="store_true")
 
     p = command("build", "Build every platform into an OCI image layout directory (no registry).", "build")

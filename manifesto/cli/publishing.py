@@ -20,19 +20,25 @@ def _platforms(values: list[str]) -> list[Platform]:
     return [Platform.parse(p) for v in values for p in v.split(",") if p.strip()]
 
 
+def _repository(text: str) -> Reference:
+    ref = Reference.parse(text)
+    if ref.tag or ref.digest:
+        raise UsageError(f"--image {text}: give a repository; tags come from --tag or platforms.yaml")
+    return ref
+
+
 def _load(args: argparse.Namespace, target: Target | None = None):
     from manifesto.matrix.spec import load
 
     matrix = load(Path(args.file))
     if getattr(args, "image", None):
-        ref = Reference.parse(args.image)
-        if ref.tag or ref.digest:
-            raise UsageError(f"--image {args.image}: give a repository; tags come from --tag or platforms.yaml")
-        matrix = replace(matrix, image=Target(reference=ref))
+        matrix = replace(matrix, image=Target(reference=_repository(args.image)))
     if target is not None:
         matrix = replace(matrix, image=target)
     if getattr(args, "tag", None):
         matrix = replace(matrix, tags=tuple(dict.fromkeys(check_tag(t) for t in args.tag)))
+    if getattr(args, "builder", None):  # so the plan (and --dry-run) names the builder that runs
+        matrix = replace(matrix, build=replace(matrix.build, builder=args.builder))
     if matrix.arch_tag and matrix.image.reference is not None:  # --image/--tag may break it
         problem = arch_ref_problem(matrix.arch_tag, matrix.image.reference, matrix.tags, matrix.entries)
         if problem:
@@ -41,36 +47,76 @@ def _load(args: argparse.Namespace, target: Target | None = None):
 
 
 def _epoch(args: argparse.Namespace) -> int | None:
-    value = args.source_date_epoch if args.source_date_epoch is not None else os.environ.get("SOURCE_DATE_EPOCH")
-    if value in (None, ""):
+    """--source-date-epoch, else $SOURCE_DATE_EPOCH; set but empty is an error, not "unset":
+    a CI line that failed to compute it must not silently give up reproducibility."""
+    if args.source_date_epoch is not None:
+        value, name = str(args.source_date_epoch), "--source-date-epoch"
+    elif "SOURCE_DATE_EPOCH" in os.environ:
+        value, name = os.environ["SOURCE_DATE_EPOCH"], "SOURCE_DATE_EPOCH"
+        if not value.strip():
+            raise UsageError("SOURCE_DATE_EPOCH is set but empty (unset it, or set it to a Unix time)")
+    else:
         return None
     try:
-        return int(value)
+        epoch = int(value)
     except ValueError:
-        raise UsageError(f"SOURCE_DATE_EPOCH must be an integer, not {value!r}") from None
+        raise UsageError(f"{name} must be an integer, not {value!r}") from None
+    if epoch < 0:
+        raise UsageError(f"{name} must not be negative, got {epoch}")
+    return epoch
 
 
-def _options(args: argparse.Namespace, plan: planning.Plan):
+def _stderr(line: str) -> None:
+    sys.stderr.write(line.rstrip("\n") + "\n")
+
+
+def _options(args: argparse.Namespace, plan: planning.Plan, epoch: int | None):
     from manifesto.build import get_builder
     from manifesto.matrix.publish import Options
 
     quiet = getattr(args, "quiet", False)
-
-    def on_line(line: str) -> None:
-        if not quiet:
-            sys.stderr.write(line.rstrip("\n") + "\n")
-
-    builder = get_builder(args.builder or plan.builder) if plan.build_steps else None
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError("--jobs must be at least 1")
+    builder = get_builder(plan.builder) if plan.build_steps else None
     return Options(
         builder=builder,
         jobs=args.jobs or 0,
-        source_date_epoch=_epoch(args),
+        source_date_epoch=epoch,
         insecure=getattr(args, "insecure", False),
         keep_work=args.keep_work,
-        on_line=on_line,
+        on_line=(lambda line: None) if quiet else _stderr,
+        on_notice=_stderr,
     )
+
+
+def _check_args(args: argparse.Namespace) -> int | None:
+    """What can be refused before a plan is made or anything is built; returns the epoch."""
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    return _epoch(args)
+
+
+def _check_outputs(*outputs: tuple[str, str | None]) -> None:
+    """Refuse an unwritable --report / --digest-file now, not after the push."""
+    for flag, value in outputs:
+        if value:
+            _check_writable(Path(value), flag)
+
+
+def _check_writable(path: Path, flag: str) -> None:
+    """The file must not be a directory; the nearest existing ancestor must be a directory this
+    process can write in (the missing ones are created when the file is written)."""
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{flag} {path}: not writable")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        if ancestor.is_symlink():  # dangling
+            raise UsageError(f"{flag} {path}: {ancestor} is a broken symbolic link")
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{flag} {path}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: cannot write in {ancestor}")
 
 
 def _finish(result, report: str | None) -> int:
@@ -89,18 +135,41 @@ def _finish(result, report: str | None) -> int:
     return 0
 
 
+def _refuse_partial(args: argparse.Namespace, plan: planning.Plan) -> None:
+    """`--platform` without --push-by-digest would move every tag to an index of just those
+    platforms: refuse unless --allow-partial says that is really wanted."""
+    if not plan.filtered or args.push_by_digest or args.allow_partial:
+        return
+    chosen = [s.platform for s in plan.steps if s.platform is not None]
+    left = [
+        str(e.platform) if e.platform is not None else f"image: {e.image.familiar if e.image else '?'}"
+        for e in plan.matrix.entries
+        if e.platform is None or not any(e.platform.same_as(p) for p in chosen)
+    ]
+    raise UsageError(
+        f"--platform {', '.join(map(str, chosen))} leaves out {', '.join(left)} of {plan.matrix.path}, "
+        f"so {'tags' if len(plan.tags) > 1 else 'tag'} {', '.join(plan.tags)} would move to an index without them; "
+        "for a split publish add "
+        "--push-by-digest --digest-file FILE (then `manifesto assemble`), or pass --allow-partial "
+        "to publish an index of just these platforms"
+    )
+
+
 def publish(args: argparse.Namespace) -> int:
     from manifesto.matrix.publish import publish as run
 
     plan = _load(args)
     if args.digest_file and not args.push_by_digest:
         raise UsageError("--digest-file goes with --push-by-digest")
-    if args.dry_run:
-        print(planning.render(plan))
-        return 0
     if args.push_by_digest and plan.target.is_layout:
         raise UsageError("--push-by-digest needs a registry target")
-    result = run(plan, _options(args, plan), push_index_too=not args.push_by_digest)
+    _refuse_partial(args, plan)  # --dry-run too: the plan it prints is one that can run
+    epoch = _check_args(args)
+    if args.dry_run:
+        print(planning.render(plan, push_by_digest=args.push_by_digest))
+        return 0
+    _check_outputs(("--report", args.report), ("--digest-file", args.digest_file))
+    result = run(plan, _options(args, plan, epoch), push_index_too=not args.push_by_digest)
     if args.digest_file:
         from manifesto.matrix.publish import write_json
 
@@ -113,10 +182,12 @@ def build(args: argparse.Namespace) -> int:
 
     output = Path(args.output).resolve()
     plan = _load(args, Target(layout=output))
+    epoch = _check_args(args)
     if args.dry_run:
         print(planning.render(plan))
         return 0
-    result = run(plan, _options(args, plan))
+    _check_outputs(("--report", args.report))
+    result = run(plan, _options(args, plan, epoch))
     sys.stderr.write(f"wrote OCI image layout {output}\n")
     return _finish(result, args.report)
 
@@ -125,42 +196,68 @@ def assemble(args: argparse.Namespace) -> int:
     from manifesto.matrix.publish import assemble_from_files
 
     plan = _load(args)
+    _check_outputs(("--report", args.report))
     result = assemble_from_files(plan, [Path(f) for f in args.digest_files], insecure=args.insecure)
     return _finish(result, args.report)
 
 
-def doctor(args: argparse.Namespace) -> int:
+def _registry_problems(ref: Reference, insecure: bool) -> list:
+    """Can the stored credentials push to `ref`'s repository? Asks for pull+push on it by
+    opening a blob upload session (and cancelling it): a GET /v2/ proves nothing on a token
+    registry, where anonymous pull tokens are handed out to anyone."""
     from manifesto.build.base import Problem
+    from manifesto.errors import AuthError, ManifestoError, NetworkError
+    from manifesto.store.registry.auth import repository_scope
+    from manifesto.store.registry.pool import Registries
+
+    host = ref.registry
+    scopes = frozenset({repository_scope(ref.repository, "pull", "push")})
+
+    async def probe() -> None:
+        async with Registries(insecure=insecure) as regs:
+            client = regs.client(ref)
+            resp = await client.request(
+                "POST", f"/v2/{ref.repository}/blobs/uploads/", scopes=scopes, what=f"push to {ref.name}"
+            )
+            location = resp.headers.get("location")
+            if location:  # distribution deletes an upload session on DELETE of its Location
+                try:
+                    await client.request("DELETE", str(resp.url.join(location)), scopes=scopes, what="cancel upload")
+                except ManifestoError:
+                    pass  # an abandoned session expires on its own
+
+    try:
+        asyncio.run(probe())
+    except AuthError as e:
+        return [Problem(f"registry {host}: cannot push to {ref.name}: {e}", fix=f"manifesto login {host}")]
+    except NetworkError as e:
+        cause = str(e).split(f"cannot reach {host}: ", 1)[-1]
+        return [Problem(f"cannot reach {host}: {cause}")]
+    except ManifestoError as e:
+        return [Problem(f"registry {host}: cannot push to {ref.name}: {e}")]
+    return []
+
+
+def doctor(args: argparse.Namespace) -> int:
     from manifesto.doctor import run_checks
 
     builder = args.builder
     platforms: list[Platform] = _platforms(args.platform or [])
-    registry_check = None
+    ref = _repository(args.image) if args.image else None
     if Path(args.file).exists() or args.file != "platforms.yaml":
         plan = _load(args)
         builder = builder or plan.builder
         platforms = platforms or [s.platform for s in plan.build_steps]
         ref = plan.target.reference
-        if ref is not None:
+    registry_check = (lambda: _registry_problems(ref, args.insecure)) if ref is not None else None
 
-            def registry_check() -> list[Problem]:
-                from manifesto.errors import ManifestoError
-                from manifesto.store.registry.pool import Registries
-
-                async def ping() -> None:
-                    async with Registries(insecure=args.insecure) as regs:
-                        await regs.client(ref).check_login()
-
-                try:
-                    asyncio.run(ping())
-                except ManifestoError as e:
-                    return [Problem(f"registry {ref.registry}: {e}", fix=f"manifesto login {ref.registry}")]
-                return []
-
-    problems = run_checks(builder or "buildah", platforms, registry_check, fix=args.fix)
+    problems = run_checks(
+        builder or "buildah", platforms, registry_check, fix=args.fix, on_line=lambda line: print(line, file=sys.stderr)
+    )
     names = ", ".join(str(p) for p in platforms) or "no platforms"
     if not problems:
-        print(f"ok: {builder or 'buildah'} can build {names} here")
+        where = f" and push to {ref.name}" if ref is not None else ""
+        print(f"ok: {builder or 'buildah'} can build {names} here{where}")
         return 0
     for p in problems:
         print(f"problem: {p.message}")

@@ -70,12 +70,6 @@ class Plan:
         """True when `--platform` left some of the matrix out."""
         return len(self.steps) < len(self.matrix.entries)
 
-    @property
-    def index_refs(self) -> tuple[Reference, ...]:
-        """The index's tagged references (empty for an OCI layout target)."""
-        ref = self.target.reference
-        return tuple(ref.with_tag(t) for t in self.tags) if ref is not None else ()
-
 
 def platform_args(platform: Platform) -> dict[str, str]:
     """The automatic platform build args, as docker buildx sets them (variant kept as given)."""
@@ -147,8 +141,12 @@ def _missing_message(matrix: Matrix, missing: list[Platform]) -> str:
 # ---- rendering --------------------------------------------------------------------------------
 
 
-def render(plan: Plan) -> str:
-    """The human-readable plan `--dry-run` prints: one row per step, then the index."""
+def render(plan: Plan, *, push_by_digest: bool = False) -> str:
+    """The human-readable plan `--dry-run` prints: one row per step, then the index.
+
+    With `push_by_digest` it shows what that run does: built images by digest only (no arch
+    tags), `image:` entries left to `manifesto assemble`, and no index.
+    """
     matrix = plan.matrix
     base = Path(os.path.abspath(matrix.path)).parent
     total = len(matrix.entries)
@@ -170,12 +168,13 @@ def render(plan: Plan) -> str:
         if isinstance(step, BuildStep):
             extra = _extra_args(step, matrix.build.args)
             show_args = show_args or bool(extra)
-            push = [_by_digest(plan.target)] + [str(r) for r in step.arch_refs]
+            push = [_by_digest(plan.target)] + ([] if push_by_digest else [str(r) for r in step.arch_refs])
             source = f"{_rel(step.context, base)} ({_rel(step.dockerfile, step.context)})"
             rows.append([[str(step.platform)], ["build"], [source], [extra or "-"], push])
         else:
             platform = str(step.platform) if step.platform else "(from config)"
-            rows.append([[platform], ["assemble"], [str(step.source)], ["-"], [_by_digest(plan.target)]])
+            push = ["(by manifesto assemble)"] if push_by_digest else [_by_digest(plan.target)]
+            rows.append([[platform], ["assemble"], [str(step.source)], ["-"], push])
     header = ["PLATFORM", "STEP", "FROM", "ARGS", "PUSHED AS"]
     if not show_args:
         header.pop(3)
@@ -187,12 +186,18 @@ def render(plan: Plan) -> str:
             lines.append(_row([cell[n] if n < len(cell) else "" for cell in row], widths))
 
     lines.append("")
+    if push_by_digest:
+        lines.append("index: not pushed (--push-by-digest moves no tag; `manifesto assemble` pushes the index")
+        lines.append(f"  under {', '.join(plan.tags)}, and the arch tags, from the digest files of every platform)")
+        return "\n".join(lines) + "\n"
     lines.append("index")
     fields = [
         ("media type", [f"{plan.index_media_type} ({format_name(plan.index_media_type)})"]),
         ("target", [str(plan.target) if not plan.target.is_layout else _layout(plan.target, base)]),
         ("tags", [", ".join(plan.tags)]),
     ]
+    if plan.filtered:
+        fields.append(("partial", [f"only {selected}: the tags move to an index without the others"]))
     if plan.annotations:
         fields.append(("annotations", [f"{k}={v}" for k, v in plan.annotations.items()]))
     label_width = max(len(label) for label, _ in fields)

@@ -1,10 +1,14 @@
 """Run a Plan: build every platform, push children by digest, verify them, push the index.
 
 Order matters and is the contract: all builds first (in parallel, bounded); if any fails the
-publish fails with that build's log tail and nothing is pushed. Then every child goes into the
-target repository by digest, each child's config is read back FROM THE TARGET and must say
-the platform the entry claims, and only then is the index put under its tags (a tag that
-already holds the same digest is left alone, so an unchanged republish moves nothing).
+publish fails with that build's log tail, builds still queued do not start, and nothing is
+pushed. Then every child goes into the target repository by digest, each child is read back
+FROM THE TARGET (its descriptor is what the target serves, its config must say the platform
+the entry claims, and a Docker list may hold only Docker manifests), and only then is the
+index put under its tags (a tag that already holds the same digest is left alone, so an
+unchanged republish moves nothing). The index lists its children in matrix order, however
+they arrived (one runner, or digest files in any order), so a split publish and a single one
+give the same index digest.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,8 @@ from manifesto.errors import (
     BuildError,
     InvalidDigest,
     InvalidPlatform,
+    ManifestoError,
+    NotFound,
     UsageError,
     VerificationError,
 )
@@ -49,7 +55,10 @@ log = get_logger("manifesto.publish")
 
 @dataclass(frozen=True)
 class Child:
-    """One image of the index, pushed by digest into the target."""
+    """One image of the index, pushed by digest into the target.
+
+    `origin` says where a claim about the child came from (a digest file), for messages only.
+    """
 
     platform: Platform
     digest: Digest
@@ -57,6 +66,7 @@ class Child:
     media_type: str
     source: str  # "built" or the reference it was assembled from
     arch_refs: tuple[str, ...] = ()
+    origin: str = field(default="", compare=False)
 
     def descriptor(self) -> Descriptor:
         return Descriptor(self.media_type, self.digest, self.size, self.platform)
@@ -81,6 +91,7 @@ class Child:
                 media_type=str(data["mediaType"]),
                 source=str(data.get("source", "built")),
                 arch_refs=tuple(data.get("archRefs") or ()),
+                origin=where,
             )
         except KeyError as e:
             raise UsageError(f"{where}: not a manifesto digest file (an entry has no {e.args[0]!r})") from None
@@ -112,22 +123,34 @@ class Result:
         return out
 
 
+def _ignore(line: str) -> None:
+    pass
+
+
 @dataclass
 class Options:
     builder: Builder | None = None
     jobs: int = 0
     source_date_epoch: int | None = None
     insecure: bool = False
-    work_dir: Path | None = None
     keep_work: bool = False
-    on_line: Callable[[str], None] = field(default=lambda line: None)
+    on_line: Callable[[str], None] = field(default=_ignore)  # build output (quiet may drop it)
+    on_notice: Callable[[str], None] = field(default=_ignore)  # what the user must see even with -q
 
 
 # ---- building -------------------------------------------------------------------------------
 
 
+class _NotStarted(Exception):
+    """A queued build that did not start because another one had already failed."""
+
+
 def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
-    """Build every BuildStep in parallel (bounded); raise the first failure after all finish."""
+    """Build every BuildStep in parallel (bounded); raise the first failure.
+
+    After a build fails, builds still queued do not start (running ones finish; they are not
+    killed: their logs may matter too), so a publish that is going to fail fails fast.
+    """
     steps = plan.build_steps
     if not steps:
         return []
@@ -135,8 +158,11 @@ def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
         raise UsageError("no builder")
     builder = options.builder
     lock = threading.Lock()
+    failed = threading.Event()
 
     def one(step: BuildStep) -> BuiltImage:
+        if failed.is_set():
+            raise _NotStarted()
         prefix = f"[{step.platform}] "
 
         def emit(line: str) -> None:
@@ -150,30 +176,50 @@ def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
             args=step.args,
             output=work / str(step.platform).replace("/", "-"),
             source_date_epoch=options.source_date_epoch,
+            media_format=plan.matrix.format,
         )
         log.info("build_started", platform=str(step.platform), builder=builder.name)
-        built = builder.build(request, emit)
+        try:
+            built = builder.build(request, emit)
+        except BaseException:
+            failed.set()  # set here, in the build's own thread, before its worker takes the next one
+            raise
         log.info("build_finished", platform=str(step.platform), digest=str(built.digest))
         return built
 
     jobs = options.jobs or min(len(steps), os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="build") as pool:
-        futures = [pool.submit(one, s) for s in steps]
-        results, failures = [], []
-        try:
-            for step, fut in zip(steps, futures):
-                try:
-                    results.append(fut.result())
-                except (BuildError, VerificationError, UsageError) as e:
-                    failures.append((step, e))
-        except KeyboardInterrupt:
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="build")
+    futures = [pool.submit(one, s) for s in steps]
+    results: list[BuiltImage] = []
+    failures: list[tuple[BuildStep, ManifestoError]] = []
+    not_started = 0
+    try:
+        for step, fut in zip(steps, futures):
+            try:
+                results.append(fut.result())
+            except (_NotStarted, CancelledError):
+                not_started += 1
+            except (BuildError, VerificationError, UsageError) as e:
+                failures.append((step, e))
+                for other in futures:
+                    other.cancel()  # only those not running yet
+    except BaseException as e:
+        failed.set()  # an interrupt or an unexpected error: start nothing more
+        if isinstance(e, KeyboardInterrupt):
             runner = getattr(builder, "runner", None)  # builds run in their own process groups
             if runner is not None:
                 runner.cancel()
-            raise
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     if failures:
         step, first = failures[0]
-        others = f" ({len(failures) - 1} more platform(s) failed too)" if len(failures) > 1 else ""
+        notes = []
+        if len(failures) > 1:
+            notes.append(f"{len(failures) - 1} more platform(s) failed too")
+        if not_started:
+            notes.append(f"{not_started} queued build(s) not started")
+        others = f" ({'; '.join(notes)})" if notes else ""
         tail = getattr(first, "log_tail", "")
         raise BuildError(f"{step.platform}: build failed: {first}{others}" + (f"\n{tail}" if tail else ""), log_tail=tail)
     return results
@@ -190,7 +236,7 @@ def target_place(plan: Plan, registries: Registries) -> Place:
     return Place(registries.client(plan.target.reference), plan.target.reference.repository)
 
 
-async def push_built(copier: Copier, registries: Registries, built: BuiltImage, step: BuildStep) -> Child:
+async def push_built(copier: Copier, built: BuiltImage, step: BuildStep) -> Child:
     """Push one built image into the target by digest; its arch tags come later (push_arch_tags)."""
     layout = LayoutStore(built.layout)
     fetched = layout.manifest(built.tag)
@@ -242,22 +288,39 @@ async def push_assembled(copier: Copier, registries: Registries, step: AssembleS
     return children
 
 
-async def verify_children(place: Place, children: list[Child]) -> None:
-    """Read each child back from the target; its config must say its platform."""
+async def verify_children(place: Place, target: str, children: list[Child]) -> list[Child]:
+    """Read each child back from the target by digest; return them as the target serves them.
 
-    async def one(child: Child) -> None:
-        fetched = await place.store.get_manifest(place.repo, str(child.digest))
+    A child's media type and size in the index come from the bytes the target serves, never
+    from a claim (a digest file can be edited): a claim that disagrees is refused. Its config
+    must say its platform.
+    """
+
+    async def one(child: Child) -> Child:
+        try:
+            fetched = await place.store.get_manifest(place.repo, str(child.digest))
+        except NotFound:
+            raise VerificationError(f"{child.platform}: {child.digest} is not in {target}; index not pushed") from None
+        size = len(fetched.raw)
+        if (child.media_type, child.size) != (fetched.media_type, size):
+            if child.origin:  # a claim from a digest file that the registry contradicts
+                raise VerificationError(
+                    f"{child.origin}: {child.platform} {child.digest} is {fetched.media_type}, {size} bytes in "
+                    f"{target}, not {child.media_type}, {child.size} bytes as the file says; index not pushed"
+                )
+            log.warning("child_descriptor_differs", digest=str(child.digest), pushed=child.media_type, served=fetched.media_type)
         doc = parse(fetched.raw, fetched.media_type, f"{child.platform} child {child.digest}")
         if not isinstance(doc, ImageManifest):
-            raise VerificationError(f"{child.platform}: {child.digest} is not an image manifest")
+            raise VerificationError(f"{child.platform}: {child.digest} is not an image manifest; index not pushed")
         parts = [c async for c in place.store.read_blob(place.repo, doc.config.digest)]
         config = ImageConfig.parse(b"".join(parts), f"{child.platform} config")
         if not child.platform.same_as(config.platform):
             raise VerificationError(
                 f"{child.digest}: claims {child.platform} but its config says {config.platform}; index not pushed"
             )
+        return replace(child, media_type=fetched.media_type, size=size)
 
-    await asyncio.gather(*(one(c) for c in children))
+    return list(await asyncio.gather(*(one(c) for c in children)))
 
 
 def check_unique(children: list[Child]) -> None:
@@ -268,9 +331,55 @@ def check_unique(children: list[Child]) -> None:
         seen[c.platform.key()] = c
 
 
+@dataclass(frozen=True)
+class _Named:
+    familiar: str
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A child as assemble.problems() reads list entries."""
+
+    source: _Named
+    descriptor: Descriptor
+    config_platform: Platform | None = None
+
+
+def check_format(plan: Plan, children: list[Child]) -> None:
+    """The checks `manifesto push` makes (assemble.problems), over the index's children.
+
+    A Docker manifest list can hold only Docker schema 2 manifests and carries no annotations;
+    with `format: docker` an OCI child (built by a builder that ignored the format, or an
+    `image:` entry that is OCI) is refused before any tag moves.
+    """
+    entries = [_Entry(_Named(f"{c.platform} ({c.source})"), c.descriptor()) for c in children]
+    found = assemble.problems(entries, plan.index_media_type, plan.annotations)
+    if found:
+        hint = f"format: oci in {plan.matrix.path}"
+        text = "; ".join(p.replace("--format oci", hint) for p in found)
+        raise VerificationError(f"{text}; index not pushed")
+
+
+def in_matrix_order(plan: Plan, children: list[Child], assembled: list[list[Child]]) -> list[Child]:
+    """Built `children` and each AssembleStep's children, in the order of the matrix entries.
+
+    The index lists its children in this order whatever order builds, pushes or digest files
+    came in, so the same matrix always gives the same index bytes.
+    """
+    groups = iter(assembled)
+    out: list[Child] = []
+    for step in plan.steps:
+        if isinstance(step, BuildStep):
+            out += [c for c in children if c.platform.same_as(step.platform)]
+        else:
+            out += next(groups)
+    return out
+
+
 async def push_index(place: Place, plan: Plan, children: list[Child], registries: Registries) -> Result:
-    await verify_children(place, children)
+    """Verified children, in matrix order → checks → arch tags → the index under every tag."""
     check_unique(children)
+    check_format(plan, children)
     await push_arch_tags(registries, place, children)
     index = ImageIndex.build(plan.index_media_type, [c.descriptor() for c in children], plan.annotations)
     copier = Copier(place)
@@ -284,15 +393,24 @@ async def push_index(place: Place, plan: Plan, children: list[Child], registries
 # ---- the whole job --------------------------------------------------------------------------
 
 
-def _work_dir(options: Options) -> Path:
-    base = options.work_dir or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "manifesto" / "work"
-    base.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="publish-", dir=base))
+def _work_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "manifesto" / "work"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="publish-", dir=base))
+    except OSError as e:
+        raise ManifestoError(f"cannot create a work directory under {base}: {e.strerror or e}") from None
 
 
 def publish(plan: Plan, options: Options, *, push_index_too: bool = True) -> Result:
-    """Build, push children, verify, and (unless push-by-digest) push the index under every tag."""
-    work = _work_dir(options)
+    """Build, push children, verify, and (unless push-by-digest) push the index under every tag.
+
+    With push-by-digest only the built entries are pushed: `assemble` copies the `image:`
+    entries itself, so a digest file holds just what this runner built.
+    """
+    work = _work_dir()
+    if options.keep_work:
+        options.on_notice(f"keeping the work directory {work}")
     try:
         built = build_all(plan, options, work)
         return asyncio.run(_push(plan, options, built, push_index_too))
@@ -304,24 +422,24 @@ def publish(plan: Plan, options: Options, *, push_index_too: bool = True) -> Res
 async def _push(plan: Plan, options: Options, built: list[BuiltImage], push_index_too: bool) -> Result:
     async with Registries(insecure=options.insecure) as registries:
         place = target_place(plan, registries)
+        target = str(plan.target)
         copier = Copier(place)
         built_for = {str(b.platform): b for b in built}
-
-        async def step(s: BuildStep | AssembleStep) -> list[Child]:
-            if isinstance(s, BuildStep):
-                return [await push_built(copier, registries, built_for[str(s.platform)], s)]
-            return await push_assembled(copier, registries, s)
-
-        groups = await asyncio.gather(*(step(s) for s in plan.steps))  # children in matrix order
-        children = [c for g in groups for c in g]
+        pushes = [push_built(copier, built_for[str(s.platform)], s) for s in plan.build_steps]
         if not push_index_too:  # push-by-digest: no tag moves; `assemble` pushes arch tags too
-            await verify_children(place, children)
-            return Result(str(plan.target), tuple(replace(c, arch_refs=()) for c in children))
+            for s in plan.assemble_steps:
+                options.on_notice(f"{s.platform or '(from config)'}: image: {s.source.familiar} is left to `manifesto assemble`")
+            children = await verify_children(place, target, list(await asyncio.gather(*pushes)))
+            check_format(plan, children)
+            return Result(target, tuple(replace(c, arch_refs=()) for c in children))
+        copies = [push_assembled(copier, registries, s) for s in plan.assemble_steps]
+        done = await asyncio.gather(*pushes, *copies)
+        children = in_matrix_order(plan, list(done[: len(pushes)]), list(done[len(pushes) :]))
+        children = await verify_children(place, target, children)
         return await push_index(place, plan, children, registries)
 
 
-def assemble_from_files(plan: Plan, files: list[Path], insecure: bool = False) -> Result:
-    """The second half of a split publish: children named by digest files, plus assemble entries."""
+def read_digest_files(files: list[Path]) -> list[Child]:
     children: list[Child] = []
     for path in files:
         try:
@@ -332,34 +450,54 @@ def assemble_from_files(plan: Plan, files: list[Path], insecure: bool = False) -
         if not isinstance(items, list):
             raise UsageError(f"{path}: not a manifesto digest file (no 'platforms' list)")
         children += [Child.from_json(item, str(path)) for item in items]
-    missing = [s.platform for s in plan.build_steps if not any(c.platform.same_as(s.platform) for c in children)]
+    return children
+
+
+def assemble_from_files(plan: Plan, files: list[Path], insecure: bool = False) -> Result:
+    """The second half of a split publish: the built children named by digest files, plus the
+    `image:` entries, which assemble copies itself (digest files hold only built children)."""
+    children = read_digest_files(files)
+    built = plan.build_steps
+    for c in children:
+        if any(c.platform.same_as(s.platform) for s in built):
+            continue
+        if any(s.platform is not None and c.platform.same_as(s.platform) for s in plan.assemble_steps):
+            raise UsageError(
+                f"{c.origin}: {c.platform} is an image: entry of {plan.matrix.path}, not a built one; "
+                "`manifesto assemble` copies image: entries itself (drop it from the digest file)"
+            )
+        has = ", ".join(str(s.platform) for s in built) or "nothing"
+        raise UsageError(f"{c.origin}: {c.platform} is not a platform {plan.matrix.path} builds (it builds {has})")
+    missing = [s.platform for s in built if not any(c.platform.same_as(s.platform) for c in children)]
     if missing:
         raise UsageError(f"no digest file covers {', '.join(map(str, missing))}; index not pushed")
-    extra = [c.platform for c in children if not any(c.platform.same_as(s.platform) for s in plan.build_steps)]
-    if extra:
-        raise UsageError(f"digest files name platforms not in {plan.matrix.path}: {', '.join(map(str, extra))}")
     # arch tags as this plan renders them (its --image/--tag), not as the digest files say
     children = [
-        replace(c, arch_refs=tuple(str(r) for s in plan.build_steps if s.platform.same_as(c.platform) for r in s.arch_refs))
+        replace(c, arch_refs=tuple(str(r) for s in built if s.platform.same_as(c.platform) for r in s.arch_refs))
         for c in children
     ]
 
     async def run() -> Result:
         async with Registries(insecure=insecure) as registries:
             place = target_place(plan, registries)
+            target = str(plan.target)
             copier = Copier(place)
-            for c in children:
-                if await place.store.head_manifest(place.repo, str(c.digest)) is None:
-                    raise VerificationError(f"{c.platform}: {c.digest} is not in {plan.target}; index not pushed")
+            verified = await verify_children(place, target, children)  # before anything is written
+            check_unique(verified)
             groups = await asyncio.gather(*(push_assembled(copier, registries, s) for s in plan.assemble_steps))
-            return await push_index(place, plan, children + [c for g in groups for c in g], registries)
+            assembled = [await verify_children(place, target, g) for g in groups]
+            ordered = in_matrix_order(plan, verified, assembled)
+            return await push_index(place, plan, ordered, registries)
 
     return asyncio.run(run())
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
-
+    """Write a report or digest file atomically; a failure is a one-line ManifestoError."""
+    try:
+        write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
+    except OSError as e:
+        raise ManifestoError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 __all__ = ["Child", "Options", "Result", "assemble_from_files", "build_all", "publish", "write_json"]

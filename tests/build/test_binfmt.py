@@ -10,7 +10,7 @@ import pytest
 
 from manifesto.build import binfmt
 from manifesto.build.base import Problem
-from manifesto.build.runner import Completed
+from manifesto.build.runner import Completed, Runner
 from manifesto.oci.platform import Platform
 from tests.support.tools import missing
 
@@ -155,7 +155,8 @@ def test_fix_runs_commands_in_order_and_reports_failures(monkeypatch: pytest.Mon
         ("mount", "-t", "binfmt_misc", "binfmt_misc", "/p"),
     ]
     assert left[0].message == "needs a human"
-    assert "failed: permission denied" in left[1].message
+    assert left[1].message == "b\n    `mount -t binfmt_misc binfmt_misc /p` exited 32:\n      permission denied"
+    assert (left[1].fix, left[1].commands) == (failing.fix, failing.commands)
 
 
 def test_fix_does_nothing_unless_root(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -164,6 +165,82 @@ def test_fix_does_nothing_unless_root(monkeypatch: pytest.MonkeyPatch) -> None:
     runner = RecordingRunner()
     assert binfmt.fix([p], runner) == [p]  # type: ignore[arg-type]
     assert runner.calls == []
+
+
+class ScriptedRunner:
+    """Stands in for Runner: records argv and env, answers each argv prefix as scripted."""
+
+    def __init__(self, answers: dict[tuple[str, ...], tuple[int, tuple[str, ...]]] | None = None):
+        self.calls: list[tuple[str, ...]] = []
+        self.envs: list[dict[str, str] | None] = []
+        self.answers = answers or {}
+
+    def run(self, argv: Sequence[str], *, env: dict[str, str] | None = None, **kwargs: object) -> Completed:
+        self.calls.append(tuple(argv))
+        self.envs.append(env)
+        for prefix, (code, tail) in self.answers.items():
+            if tuple(argv[: len(prefix)]) == prefix:
+                return Completed(code, tail)
+        return Completed(0, ())
+
+
+def test_fixes_update_apt_once_before_the_first_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(binfmt.os, "geteuid", lambda: 0)
+    root = fake_proc(tmp_path)  # mounted, no handlers, and no binfmt definitions installed
+    problems = binfmt.check([ARM64, Platform.parse("linux/s390x")], root=root, binfmts=root, machine="x86_64")
+    assert [p.commands[0] for p in problems] == [binfmt.INSTALL_ARGV, binfmt.INSTALL_ARGV]
+    builder = Problem("buildah is not installed", "apt-get install buildah", (("apt-get", "install", "-y", "buildah"),))
+    runner = ScriptedRunner()
+    assert binfmt.run_fixes([*problems, builder], runner) == []  # type: ignore[arg-type]
+    assert runner.calls == [
+        ("apt-get", "update"),
+        binfmt.INSTALL_ARGV,  # once, though both handlers need it
+        ("update-binfmts", "--enable", "qemu-aarch64"),
+        ("update-binfmts", "--enable", "qemu-s390x"),
+        ("apt-get", "install", "-y", "buildah"),
+    ]
+    apt_envs = [env for argv, env in zip(runner.calls, runner.envs, strict=True) if argv[0] == "apt-get"]
+    assert apt_envs == [{"DEBIAN_FRONTEND": "noninteractive"}] * 3
+
+
+def test_a_failed_fix_says_which_command_failed_and_what_it_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(binfmt.os, "geteuid", lambda: 0)
+    enable = ("update-binfmts", "--enable", "qemu-aarch64")
+    problem = Problem("qemu-aarch64 missing", "x", (binfmt.INSTALL_ARGV, enable))
+    runner = ScriptedRunner(
+        {
+            ("apt-get", "update"): (100, ("Err:1 http://deb.example stable InRelease", "E: Some index files failed")),
+            ("apt-get", "install"): (
+                100,
+                ("Reading package lists...", "", "E: Unable to locate package qemu-user-static"),
+            ),
+        }
+    )
+    (failure,) = binfmt.run_fixes([problem], runner)  # type: ignore[arg-type]
+    assert runner.calls == [("apt-get", "update"), binfmt.INSTALL_ARGV]  # the install is still tried
+    assert failure.problem is problem and failure.argv == binfmt.INSTALL_ARGV
+    assert failure.output == ("Reading package lists...", "E: Unable to locate package qemu-user-static")
+    assert failure.describe() == (
+        "    `apt-get install -y qemu-user-static binfmt-support` exited 100"
+        " (after `apt-get update` exited 100: E: Some index files failed):\n"
+        "      Reading package lists...\n"
+        "      E: Unable to locate package qemu-user-static"
+    )
+    # a missing tool is a failure too, not an exception
+    gone = Problem("b", "y", (("update-binfmts", "--enable", "qemu-arm"),))
+    (failure,) = binfmt.run_fixes([gone], Runner(env={"PATH": "/nonexistent"}))
+    assert failure.describe().startswith("    `update-binfmts --enable qemu-arm` could not run: update-binfmts is not")
+
+
+def test_run_fixes_as_non_root_runs_nothing_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(binfmt.os, "geteuid", lambda: 1000)
+    p = Problem("a", "x", (("update-binfmts", "--enable", "qemu-arm"),))
+    runner = ScriptedRunner()
+    (failure,) = binfmt.run_fixes([p, Problem("manual")], runner)  # type: ignore[arg-type]
+    assert runner.calls == [] and failure.argv is None
+    assert failure.annotate(p).message == (
+        "a\n    not fixed: fixes run only as root (run `manifesto doctor --fix` as root)"
+    )
 
 
 # ---- the real system ------------------------------------------------------------------------

@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from manifesto.errors import ContentError, DigestMismatch, InvalidDigest, ManifestoError, UsageError
+from manifesto.errors import (
+    ContentError,
+    DigestMismatch,
+    InvalidDigest,
+    ManifestoError,
+    UsageError,
+)
 from manifesto.oci.digest import Digest
 
 HEX64 = "0123456789abcdef" * 4

@@ -10,7 +10,13 @@ from manifesto.errors import ContentError
 from manifesto.oci import canonical, mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
-from manifesto.oci.manifest import MAX_MANIFEST_BYTES, ImageIndex, ImageManifest, detect_media_type, parse
+from manifesto.oci.manifest import (
+    MAX_MANIFEST_BYTES,
+    ImageIndex,
+    ImageManifest,
+    detect_media_type,
+    parse,
+)
 from manifesto.oci.platform import Platform
 
 A = "sha256:" + "a" * 64

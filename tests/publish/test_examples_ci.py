@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -39,7 +40,7 @@ from tests.publish.conftest import (
     sha256,
     slug,
 )
-from tests.support import Registry, inspect_raw
+from tests.support import Registry, inspect_raw, require
 from tests.support.tools import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -60,12 +61,17 @@ SETUP = [
     re.compile(r'^echo /opt/manifesto/bin >> "\$GITHUB_PATH"$'),
     re.compile(r'^export PATH="/opt/manifesto/bin:\$PATH"$'),
     re.compile(r'^echo "VERSION=\$\{GITHUB_REF_NAME#v\}" >> "\$GITHUB_ENV"$'),
-    re.compile(r'^echo "SOURCE_DATE_EPOCH=\$\(git log -1 --format=%ct\)" >> "\$GITHUB_ENV"$'),
+    re.compile(r'^git config --global --add safe\.directory "\$(GITHUB_WORKSPACE|CI_PROJECT_DIR)"$'),
+    re.compile(r"^epoch=\$\(git log -1 --format=%ct\)$"),
+    re.compile(r'^echo "SOURCE_DATE_EPOCH=\$epoch" >> "\$GITHUB_ENV"$'),
     re.compile(r'^export VERSION="\$\{CI_COMMIT_TAG#v\}"$'),
-    re.compile(r'^export SOURCE_DATE_EPOCH="\$\(git log -1 --format=%ct\)"$'),
+    re.compile(r'^SOURCE_DATE_EPOCH="\$\(git log -1 --format=%ct\)"$'),
+    re.compile(r"^export SOURCE_DATE_EPOCH$"),
     re.compile(r"^bash examples/hello/prepare.sh$"),  # the hello fixture has done this
 ]
-PIP = "pip install manifesto-oci"
+# pinned to this project's own version (a re-run must publish with the same tool)
+VERSION_PIN = re.search(r'^version = "([^"]+)"', (REPO_ROOT / "pyproject.toml").read_text(), re.MULTILINE)
+PIP = f"pip install manifesto-oci=={VERSION_PIN.group(1) if VERSION_PIN else '?'}"
 
 
 def lines_of(block: str) -> list[str]:
@@ -194,6 +200,9 @@ def test_github_actions_workflow_runs_for_real(hello: Path, ci_registry: Registr
     assert assemble["needs"] in ("publish", ["publish"])
     matrix = publish["strategy"]["matrix"]["include"]
     assert [m["platform"] for m in matrix] == list(FIVE) == repo_platforms()
+    # README's tip (a matrix entry with its own `runs-on`) works: the job reads matrix.runs-on
+    assert re.fullmatch(r"\$\{\{ matrix\.runs-on \|\| '[\w.-]+' \}\}", publish["runs-on"]), publish["runs-on"]
+    assert "runs-on: ubuntu-24.04-arm }" in (CI / "README.md").read_text()
     assert all(m["slug"] == slug(m["platform"]) for m in matrix)
 
     repo = "ci-github/hello"
@@ -222,6 +231,7 @@ def test_github_actions_workflow_runs_for_real(hello: Path, ci_registry: Registr
         for step in job["steps"]:
             uses = step.get("uses", "")
             if uses.startswith("actions/upload-artifact@"):
+                assert step["with"].get("overwrite") is True, "a re-run uploads under the same name again"
                 artifacts["upload"].append({k: expand(str(v), ctx) for k, v in step["with"].items()})
             elif uses.startswith("actions/download-artifact@"):
                 artifacts["download"].append(step["with"])
@@ -237,7 +247,7 @@ def test_github_actions_workflow_runs_for_real(hello: Path, ci_registry: Registr
                 if line.startswith("manifesto login"):
                     assert line == 'manifesto login "$REGISTRY" --username "$REGISTRY_USERNAME" --password-stdin <<< "$REGISTRY_PASSWORD"'
                 machine.sh(line, env)
-        assert pips == 1, "each job installs manifesto with `pip install manifesto-oci` once"
+        assert pips == 1, f"each job installs manifesto with `{PIP}` once"
         return artifacts
 
     chosen = [m for m in matrix if m["platform"] in ("linux/amd64", "linux/arm/v7")]
@@ -329,3 +339,81 @@ def test_gitlab_ci_pipeline_runs_for_real(hello: Path, ci_registry: Registry, tm
     run_job(assemble, assembler, base_env)
     assert assemble["artifacts"]["paths"] == ["report.json"]
     check_result(ci_registry, repo, chosen, assembler)
+
+
+# ---- SOURCE_DATE_EPOCH from git: the lines that compute it, run for real ------------------------------
+
+COMMIT_TIME = 1700000123
+
+
+def epoch_script(ci: str) -> str:
+    """The workflow's lines that compute SOURCE_DATE_EPOCH, as a script that ends by writing
+    what the job would see into $GITHUB_ENV (GitHub writes there itself)."""
+    if ci == "github":
+        wf = yaml.safe_load(GITHUB.read_text())
+        [step] = [s for s in wf["jobs"]["publish"]["steps"] if "SOURCE_DATE_EPOCH" in s.get("run", "")]
+        return step["run"]
+    doc = yaml.safe_load(GITLAB.read_text())
+    lines = [line for line in doc[".manifesto"]["before_script"] if line.startswith("git ") or "SOURCE_DATE_EPOCH" in line]
+    return "\n".join([*lines, 'echo "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH" >> "$GITHUB_ENV"'])
+
+
+def run_as_ci(ci: str, script: str, workspace: Path, home: Path, env_file: Path) -> subprocess.CompletedProcess[str]:
+    """Run `script` the way each CI runs a step: GitHub `shell: bash` is `bash --noprofile
+    --norc -eo pipefail {0}`; GitLab runs its generated script under `set -eo pipefail`."""
+    path = home / f"{ci}-step.sh"
+    path.write_text(script if ci == "github" else "set -eo pipefail\n" + script)
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GITHUB_ENV": str(env_file),
+        "GITHUB_WORKSPACE": str(workspace),
+        "GITHUB_REF_NAME": f"v{VERSION}",
+        "CI_PROJECT_DIR": str(workspace),
+        "CI_COMMIT_TAG": f"v{VERSION}",
+    }
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", *(["-eo", "pipefail"] if ci == "github" else []), str(path)],
+        cwd=workspace, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def git_checkout(path: Path, home: Path) -> Path:
+    git = require("git")
+    path.mkdir(parents=True)
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_AUTHOR_DATE": f"@{COMMIT_TIME} +0000", "GIT_COMMITTER_DATE": f"@{COMMIT_TIME} +0000"}  # fmt: skip
+    (path / "README").write_text("hello\n")
+    for args in (["init", "-q"], ["add", "README"], ["-c", "user.name=ci", "-c", "user.email=ci@example.com", "commit", "-q", "-m", "c"]):
+        subprocess.run([git, *args], cwd=path, env=env, check=True, capture_output=True, timeout=60)
+    return path
+
+
+@pytest.mark.parametrize("ci", ["github", "gitlab"])
+def test_the_epoch_comes_from_a_checkout_owned_by_another_user(ci: str, tmp_path: Path) -> None:
+    """A container job: the checkout belongs to the runner's user, the job runs as root, and
+    git refuses such a repository unless it is a safe.directory."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the checkout to another user")
+    home = tmp_path / "home"
+    home.mkdir()
+    workspace = git_checkout(tmp_path / "workspace", home)
+    subprocess.run(["chown", "-R", "65534:65534", str(workspace)], check=True, timeout=60)
+    env_file = tmp_path / "github_env"
+    done = run_as_ci(ci, epoch_script(ci), workspace, home, env_file)
+    assert done.returncode == 0, done.stderr
+    assert f"SOURCE_DATE_EPOCH={COMMIT_TIME}\n" in env_file.read_text()
+
+
+@pytest.mark.parametrize("ci", ["github", "gitlab"])
+def test_a_failing_git_log_fails_the_job(ci: str, tmp_path: Path) -> None:
+    """No repository at all: the step must fail, not hand manifesto an empty epoch."""
+    home = tmp_path / "home"
+    home.mkdir()
+    workspace = tmp_path / "not-a-checkout"
+    workspace.mkdir()
+    env_file = tmp_path / "github_env"
+    done = run_as_ci(ci, epoch_script(ci), workspace, home, env_file)
+    assert done.returncode != 0, (done.stdout, env_file.read_text() if env_file.exists() else "")
+    assert "SOURCE_DATE_EPOCH=\n" not in (env_file.read_text() if env_file.exists() else "")

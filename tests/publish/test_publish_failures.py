@@ -248,6 +248,52 @@ def test_doctor_names_the_login_fix_for_a_registry_that_wants_credentials(
     assert "Traceback" not in err
 
 
+def test_doctor_wants_push_access_on_a_token_registry(token_registry: Registry, hello: Path, tmp_path: Path) -> None:
+    """A token registry hands anonymous pull tokens to anyone: only asking for push on the
+    target repository tells whether the stored credentials can publish."""
+    machine = State.make(tmp_path / "machine")  # no logins yet
+    matrix = hello.parent.parent / "platforms.yaml"
+    args = ("doctor", "-f", matrix, "--image", token_registry.ref("doctor/hello"))
+    rc, out, err = machine.run(*args, cwd=matrix.parent)
+    assert rc == 1, out + err
+    [problem] = [line for line in out.splitlines() if line.startswith("problem:")]
+    assert token_registry.host in problem and "doctor/hello" in problem
+    assert f"fix: manifesto login {token_registry.host}" in out
+    assert "Traceback" not in err
+
+    rc, _, err = machine.run(
+        "login", token_registry.host, "-u", token_registry.username, "--password-stdin", input=token_registry.password
+    )
+    assert rc == 0, err
+    rc, out, err = machine.run(*args, cwd=matrix.parent)
+    assert rc == 0, out + err
+    assert out.startswith("ok") and "doctor/hello" in out
+    granted = [r for r in token_registry.token_server.requests
+               if r.wants("doctor/hello", "pull", "push") and "push" in r.granted.get("repository:doctor/hello", ())]
+    assert granted, "doctor never got a push token for the repository"  # fmt: skip
+
+
+def test_doctor_image_is_checked_without_a_platforms_yaml(htpasswd_registry: Registry, state: State, tmp_path: Path) -> None:
+    empty = tmp_path / "no-matrix-here"
+    empty.mkdir()
+    rc, out, err = state.run("doctor", "--image", htpasswd_registry.ref("x"), cwd=empty)
+    assert rc == 1, out + err
+    assert f"fix: manifesto login {htpasswd_registry.host}" in out
+
+
+def test_doctor_says_cannot_reach_for_a_registry_that_is_not_there(state: State, hello: Path) -> None:
+    from tests.support import free_port
+
+    host = f"127.0.0.1:{free_port()}"  # nothing listens there
+    matrix = hello.parent.parent / "platforms.yaml"
+    rc, out, err = state.run("doctor", "-f", matrix, "--image", f"{host}/x", cwd=matrix.parent)
+    assert rc == 1, out + err
+    [problem] = [line for line in out.splitlines() if line.startswith("problem:")]
+    assert f"cannot reach {host}" in problem
+    assert "manifesto login" not in out  # logging in would not help
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize("second", ["liar", "duplicate"])
 def test_a_refused_publish_moves_no_arch_tag_either(
     hello: Path, registry: Registry, state: State, liars: dict[str, str], tmp_path: Path, second: str

@@ -29,7 +29,7 @@ from tests.publish.conftest import (
     spec_file,
     tags_of,
 )
-from tests.support import Registry, inspect_raw
+from tests.support import ArchImage, Registry, inspect_raw, push_image
 from tests.support.tools import CliResult
 
 pytestmark = pytest.mark.slow
@@ -212,3 +212,94 @@ def test_assemble_pushes_the_index_of_both_platforms(split: Split, tmp_path: Pat
     # the children were already there: assemble only PUTs the index under its tags
     assert sorted(r.manifest_ref() for r in requests if r.is_manifest_put) == sorted(TAGS)
     assert [r for r in requests if r.method in ("POST", "PATCH")] == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("size", 999), ("mediaType", "application/vnd.docker.distribution.manifest.v2+json")],
+)
+def test_an_edited_digest_file_is_refused(split: Split, tmp_path: Path, field: str, value: object) -> None:
+    """The index's descriptors come from what the registry serves; a digest file that says
+    otherwise (a wrong size, a wrong media type) is refused, not copied into the index."""
+    data = json.loads(split.digest_file("linux/arm64/v8").read_text())
+    data["platforms"][0][field] = value
+    edited = tmp_path / "arm64.json"
+    edited.write_text(json.dumps(data))
+    log = AccessLog(split.registry)
+    mark = log.mark()
+    rc, out, err = split.assemble(split.digest_file("linux/amd64"), edited, tag="edited")
+    assert rc == 1, err
+    line = one_error_line(err)
+    assert str(edited) in line and str(value) in line and "index not pushed" in line
+    assert out == ""
+    assert_nothing_written(log.since(mark))
+    assert "edited" not in (tags_of(split.registry, REPO) or [])
+
+
+# Last in this module: it adds the tag `reversed` to the repository the tests above count.
+def test_split_and_single_publish_give_the_same_index(split: Split, tmp_path: Path) -> None:
+    """Digest files in any order give the children in matrix order: the index of a split
+    publish is byte for byte the one a single runner publishes from the same matrix."""
+    rc, out, err = split.assemble(*(split.digest_file(p) for p in reversed(PLATFORMS)), tag="reversed")
+    assert rc == 0, err[-3000:]
+    split_digest = out.strip().splitlines()[-1]
+    raw = inspect_raw(split.registry.ref(REPO, "reversed"))
+    assert list(index_platforms(raw)) == list(PLATFORMS)
+    single = State.make(tmp_path / "single-runner")
+    rc, out, err = single.run("publish", "-f", split.spec, "--image", split.registry.ref("split/single"), cwd=split.project)
+    assert rc == 0, err[-3000:]
+    assert out.strip().splitlines()[-1] == split_digest
+
+
+# ---- image: entries in a split publish ----------------------------------------------------------------
+
+
+def test_image_entries_are_left_to_assemble(
+    hello: Path, registry: Registry, arch_images: dict[str, ArchImage], tmp_path: Path
+) -> None:
+    """A runner's digest file holds only what it built; `assemble` copies the `image:` entries
+    itself and puts everything in matrix order."""
+    arm64 = push_image(arch_images["arm64"], "split-mixed-src/arm64:1", registry)
+    repo = "split/mixed"
+    spec = spec_file(
+        tmp_path,
+        f"""\
+        image: {registry.ref(repo)}
+        tags: ["1"]
+        build:
+          context: {hello}
+        platforms:
+          - image: {arm64}
+            platform: linux/arm64/v8
+          - linux/amd64
+        """,
+    )
+    runner = State.make(tmp_path / "runner")
+    rc, out, err = runner.run("publish", "-f", spec, "--push-by-digest", "--digest-file", "out/all.json", cwd=tmp_path)
+    assert rc == 0, err[-3000:]
+    assert out == ""  # push-by-digest prints no digest; the digest file has them
+    assert "left to `manifesto assemble`" in err
+    data = json.loads((tmp_path / "out" / "all.json").read_text())
+    assert [p["platform"] for p in data["platforms"]] == ["linux/amd64"]
+    assert tags_of(registry, repo) in (None, [])
+
+    assembler = State.make(tmp_path / "assembler")
+    rc, out, err = assembler.run("assemble", "-f", spec, "out/all.json", cwd=tmp_path)
+    assert rc == 0, err[-3000:]
+    raw = inspect_raw(registry.ref(repo, "1"))
+    assert sha256(raw) == out.strip().splitlines()[-1]
+    children = index_platforms(raw)
+    assert list(children) == ["linux/arm64/v8", "linux/amd64"]  # matrix order
+    assert children["linux/amd64"] == data["platforms"][0]["digest"]
+    assert children["linux/arm64/v8"] == arch_images["arm64"].manifest_digest
+
+    # a digest file that names the image: entry (as older versions wrote them) says why not
+    stale = tmp_path / "out" / "stale.json"
+    stale.write_text(json.dumps({"platforms": data["platforms"] + [
+        {"platform": "linux/arm64/v8", "digest": arch_images["arm64"].manifest_digest,
+         "size": len(arch_images["arm64"].manifest_bytes), "mediaType": "application/vnd.oci.image.manifest.v1+json"},
+    ]}))  # fmt: skip
+    rc, out, err = assembler.run("assemble", "-f", spec, "--tag", "stale", stale, cwd=tmp_path)
+    assert rc == 2, err
+    line = one_error_line(err)
+    assert "linux/arm64/v8" in line and "image: entry" in line and str(stale) in line

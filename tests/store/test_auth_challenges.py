@@ -6,7 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from manifesto.store.registry.auth import Challenge, merge_scopes, parse_challenges, repository_scope
+from manifesto.store.registry.auth import (
+    Challenge,
+    merge_scopes,
+    parse_challenges,
+    repository_scope,
+)
 
 
 def _pairs(header: str) -> list[tuple[str, dict[str, str]]]:

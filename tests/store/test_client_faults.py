@@ -20,7 +20,14 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from manifesto.errors import AuthError, ContentError, DigestMismatch, NetworkError, NotFound, RegistryError
+from manifesto.errors import (
+    AuthError,
+    ContentError,
+    DigestMismatch,
+    NetworkError,
+    NotFound,
+    RegistryError,
+)
 from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest

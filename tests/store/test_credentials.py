@@ -21,7 +21,11 @@ from keyring.errors import PasswordDeleteError
 
 from manifesto.errors import AuthError, UsageError
 from manifesto.store.registry import credentials as cr
-from manifesto.store.registry.credentials import Credential, CredentialStore, StoredLogin
+from manifesto.store.registry.credentials import (
+    Credential,
+    CredentialStore,
+    StoredLogin,
+)
 
 
 @dataclass

@@ -16,7 +16,13 @@ from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import Reference
-from manifesto.store.drafts import Draft, DraftEntry, DraftStore, default_root, find_entry
+from manifesto.store.drafts import (
+    Draft,
+    DraftEntry,
+    DraftStore,
+    default_root,
+    find_entry,
+)
 
 LIST = Reference.parse("localhost:5000/team/app:1.0")
 
