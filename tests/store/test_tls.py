@@ -11,7 +11,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from manifesto.store.registry.client import RegistryClient, _ssl_context
+from manifesto.store.registry.client import RegistryClient
+from manifesto.store.registry.tls import ssl_context
 from tests.support.certs import self_signed
 from tests.support.registry import Registry
 
@@ -60,13 +61,23 @@ def test_certs_d_ca_makes_verification_pass(tls_registry, tmp_path):
         async with httpx.AsyncClient(verify=verify) as http:
             return (await http.get(f"https://{tls_registry.host}/v2/")).status_code
 
-    assert asyncio.run(get(_ssl_context(tls_registry.host, False, certs))) == 200
+    assert asyncio.run(get(ssl_context(tls_registry.host, certs))) == 200
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-        asyncio.run(get(_ssl_context(tls_registry.host, False, tmp_path / "empty")))
+        asyncio.run(get(ssl_context(tls_registry.host, tmp_path / "empty")))
 
 
 def test_remote_registries_are_verified_https_from_the_start():
     client = RegistryClient("registry.example.com")
     assert client.verified and client.base == "https://registry.example.com"
-    assert isinstance(_ssl_context("registry.example.com", False, Path("/nonexistent")), ssl.SSLContext)
+    assert isinstance(ssl_context("registry.example.com", Path("/nonexistent")), ssl.SSLContext)
     asyncio.run(client.aclose())
+
+
+def test_an_unreadable_certs_d_file_is_a_clear_error(tmp_path):
+    from manifesto.errors import UsageError
+
+    (tmp_path / "reg.example:5000").mkdir()
+    bad = tmp_path / "reg.example:5000" / "ca.crt"
+    bad.write_text("not a certificate")
+    with pytest.raises(UsageError, match="ca.crt: cannot load this certificate"):
+        ssl_context("reg.example:5000", tmp_path)

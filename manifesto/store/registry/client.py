@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -25,7 +24,6 @@ from manifesto.errors import (
     NetworkError,
     NotFound,
     RegistryError,
-    UsageError,
 )
 from manifesto.log import get_logger
 from manifesto.oci import mediatype
@@ -38,56 +36,13 @@ from manifesto.store.registry import retry
 from manifesto.store.registry.auth import Authenticator, repository_scope
 from manifesto.store.registry.credentials import Credential
 from manifesto.store.registry.errors import error_for
+from manifesto.store.registry.tls import OnFirstUse, ssl_context
 
 log = get_logger("manifesto.registry")
 
 CHUNK = 1024 * 1024
 CERTS_DIR = Path(os.environ.get("MANIFESTO_CERTS_D", "/etc/docker/certs.d"))
 _OCTET = "application/octet-stream"
-
-
-def _ssl_context(registry: str, insecure: bool, certs_dir: Path) -> ssl.SSLContext | bool:
-    if insecure:
-        return False
-    ctx = ssl.create_default_context()
-    d = certs_dir / registry
-    if d.is_dir():
-        for ca in sorted(d.glob("*.crt")):
-            _load(ctx.load_verify_locations, ca, cafile=str(ca))
-        for cert in sorted(d.glob("*.cert")):
-            key = cert.with_suffix(".key")
-            if key.exists():
-                _load(ctx.load_cert_chain, cert, str(cert), str(key))
-    return ctx
-
-
-def _load(method: Callable[..., None], path: Path, *args: str, **kwargs: str) -> None:
-    try:
-        method(*args, **kwargs)
-    except (ssl.SSLError, OSError) as e:
-        raise UsageError(f"{path}: cannot load this certificate: {e}") from None
-
-
-class OnFirstUse(httpx.AsyncBaseTransport):
-    """A transport built when a request first needs it: a loopback registry rarely sends us to
-    another host, and loading a verified TLS context costs more than a whole local request."""
-
-    def __init__(self, make: Callable[[], httpx.AsyncBaseTransport]):
-        self._make = make
-        self._inner: httpx.AsyncBaseTransport | None = None
-
-    @property
-    def inner(self) -> httpx.AsyncBaseTransport:
-        if self._inner is None:
-            self._inner = self._make()
-        return self._inner
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        if self._inner is not None:
-            await self._inner.aclose()
 
 
 class RegistryClient:
@@ -132,12 +87,12 @@ class RegistryClient:
         else:
             limits = httpx.Limits(max_connections=max_concurrency * 2, max_keepalive_connections=max_concurrency)
             if self.verified:
-                kwargs.update(verify=_ssl_context(registry, False, certs_dir), http2=True, limits=limits)
+                kwargs.update(verify=ssl_context(registry, certs_dir), http2=True, limits=limits)
             else:  # only the registry's own origin goes unverified; any other host is verified
                 own = httpx.AsyncHTTPTransport(verify=False, limits=limits)
                 kwargs["mounts"] = {f"https://{registry}": own, f"http://{registry}": own}
                 kwargs["transport"] = OnFirstUse(
-                    lambda: httpx.AsyncHTTPTransport(verify=_ssl_context(registry, False, certs_dir), limits=limits)
+                    lambda: httpx.AsyncHTTPTransport(verify=ssl_context(registry, certs_dir), limits=limits)
                 )
         self.http = httpx.AsyncClient(**kwargs)
 

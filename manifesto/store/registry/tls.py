@@ -1,0 +1,56 @@
+"""TLS for registries: docker's per-registry certificate directory, and verified transports
+built only when a request needs one."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from manifesto.errors import UsageError
+
+
+def ssl_context(registry: str, certs_dir: Path) -> ssl.SSLContext:
+    """Verified TLS with the system CAs plus, as docker does, `<certs_dir>/<host:port>/*.crt`
+    as extra CAs and `*.cert`/`*.key` pairs as client certificates."""
+    ctx = ssl.create_default_context()
+    d = certs_dir / registry
+    if d.is_dir():
+        for ca in sorted(d.glob("*.crt")):
+            _load(ctx.load_verify_locations, ca, cafile=str(ca))
+        for cert in sorted(d.glob("*.cert")):
+            key = cert.with_suffix(".key")
+            if key.exists():
+                _load(ctx.load_cert_chain, cert, str(cert), str(key))
+    return ctx
+
+
+def _load(method: Callable[..., None], path: Path, *args: str, **kwargs: str) -> None:
+    try:
+        method(*args, **kwargs)
+    except (ssl.SSLError, OSError) as e:
+        raise UsageError(f"{path}: cannot load this certificate: {e}") from None
+
+
+class OnFirstUse(httpx.AsyncBaseTransport):
+    """A transport built when a request first needs it: a loopback registry rarely sends us to
+    another host, and loading a verified TLS context costs more than a whole local request."""
+
+    def __init__(self, make: Callable[[], httpx.AsyncBaseTransport]):
+        self._make = make
+        self._inner: httpx.AsyncBaseTransport | None = None
+
+    @property
+    def inner(self) -> httpx.AsyncBaseTransport:
+        if self._inner is None:
+            self._inner = self._make()
+        return self._inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        if self._inner is not None:
+            await self._inner.aclose()
