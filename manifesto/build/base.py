@@ -150,3 +150,13 @@ def common_flags(request: BuildRequest, build_args: dict[str, str]) -> list[str]
     if request.target:
         flags += ["--target", request.target]
     return flags
+
+
+MEDIA_FORMATS = {"oci": mediatype.OCI_MANIFEST, "docker": mediatype.DOCKER_MANIFEST}
+
+
+def requested_format(request: BuildRequest) -> str:
+    """The image format a request asks for ("oci" or "docker"); anything else is refused."""
+    if request.media_format not in MEDIA_FORMATS:
+        raise UsageError(f"unknown image format {request.media_format!r}: choose oci or docker")
+    return request.media_format

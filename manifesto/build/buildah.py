@@ -34,12 +34,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from manifesto.build.base import (
+    MEDIA_FORMATS,
     BuildRequest,
     BuiltImage,
     Problem,
     common_flags,
     load_built,
     normalized,
+    requested_format,
     validate_request,
 )
 from manifesto.build.runner import Runner, apt_package, missing_tool_message
@@ -47,7 +49,6 @@ from manifesto.errors import (
     BuildError,
     ContentError,
     ManifestoError,
-    UsageError,
     VerificationError,
 )
 from manifesto.log import get_logger
@@ -60,20 +61,8 @@ from manifesto.store.layout import LayoutStore
 
 log = get_logger("manifesto.build")
 
-MEDIA_FORMATS = {"oci": mediatype.OCI_MANIFEST, "docker": mediatype.DOCKER_MANIFEST}
 PLATFORM_ARGS = ("TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT")
 _UNCONSUMED = re.compile(r"^\[Warning\] one or more build args were not consumed: \[(?P<names>[^\]]*)\]\s*$")
-
-
-def requested_format(request: BuildRequest) -> str:
-    """The image format a request asks for: "oci" (the default) or "docker".
-
-    Read with getattr so builders work before and after BuildRequest grows `media_format`.
-    """
-    fmt = getattr(request, "media_format", "oci") or "oci"
-    if fmt not in MEDIA_FORMATS:
-        raise UsageError(f"unknown image format {fmt!r}: choose oci or docker")
-    return fmt
 
 
 def platform_args(platform: Platform) -> dict[str, str]:

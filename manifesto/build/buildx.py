@@ -22,15 +22,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from manifesto.build.base import (
+    MEDIA_FORMATS,
     BuildRequest,
     BuiltImage,
     Problem,
     common_flags,
     load_built,
     normalized,
+    requested_format,
     validate_request,
 )
-from manifesto.build.buildah import MEDIA_FORMATS, requested_format
 from manifesto.build.runner import Runner, missing_tool_message
 from manifesto.errors import BuildError, ContentError, VerificationError
 from manifesto.log import get_logger
