@@ -193,7 +193,7 @@ def build(args: argparse.Namespace) -> int:
 
 
 def assemble(args: argparse.Namespace) -> int:
-    from manifesto.matrix.publish import assemble_from_files
+    from manifesto.matrix.split import assemble_from_files
 
     plan = _load(args)
     _check_outputs(("--report", args.report))
