@@ -129,18 +129,7 @@ def run_cli(
     full.update(home_env or {})
     full.setdefault("NO_COLOR", "1")
     full.update(env or {})
-    if isinstance(input, bytes):
-        input = input.decode()
-    proc = subprocess.run(
-        [*cli_command(), *(os.fspath(a) for a in args)],
-        env=full,
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL if input is None else None,
-    )
+    proc = run([*cli_command(), *args], env=full, input=input, timeout=timeout, check=False, cwd=cwd)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
