@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import yaml
 
 from manifesto.errors import InvalidPlatform, InvalidReference, SpecError
+from manifesto.matrix.envsubst import SubstitutionError, substitute
 from manifesto.matrix.located import (
     LocatedList,
     LocatedMap,
@@ -43,7 +44,7 @@ from manifesto.matrix.model import (
 )
 from manifesto.oci.mediatype import FORMATS
 from manifesto.oci.platform import Platform
-from manifesto.oci.reference import Reference
+from manifesto.oci.reference import Reference, valid_tag
 
 VERSION = 1
 BUILDERS = ("buildah", "podman", "buildx")
@@ -73,10 +74,7 @@ __all__ = [
 ]
 
 # distribution/reference's tag grammar: [\w][\w.-]{0,127}
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-_DOLLAR = re.compile(r"\$(?:\{[^}]*\}?)?")
-_VAR = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}$")
 
 
 # ---- entry points -----------------------------------------------------------------------------
@@ -295,7 +293,7 @@ class _Validator:
             line = seq.item_line(i)
             text = self.string(item, seq.raw(i), line, "a tag", '"{raw}"')
             tag = self.expand(text, line)
-            if not _TAG.match(tag):
+            if not valid_tag(tag):
                 origin = f" (from {text!r})" if tag != text else ""
                 self.fail(
                     line,
@@ -308,27 +306,10 @@ class _Validator:
         return tuple(out)
 
     def expand(self, text: str, line: int) -> str:
-        """Substitute ${VAR} and ${VAR:-default} from the environment (tags only)."""
-        out, pos = [], 0
-        for m in _DOLLAR.finditer(text):
-            out.append(text[pos : m.start()])
-            pos = m.end()
-            var = _VAR.match(m.group(0))
-            if var is None:
-                self.fail(line, f"bad substitution {m.group(0)!r} in tag {text!r} (use ${{VAR}} or ${{VAR:-default}})")
-            name, default = var.group(1), var.group(2)
-            value = self.env.get(name)
-            if not value:
-                # Shell semantics for :- (unset or empty takes the default); an empty value
-                # without a default is refused too, so a release never gets a truncated tag.
-                if default is None:
-                    state = "is not set" if value is None else "is empty"
-                    hint = f"or write ${{{name}:-default}}"
-                    self.fail(line, f"environment variable {name} {state} (tag {text!r}; {hint})")
-                value = default
-            out.append(value)
-        out.append(text[pos:])
-        return "".join(out)
+        try:
+            return substitute(text, self.env)
+        except SubstitutionError as e:
+            self.fail(line, str(e))
 
     def annotations(self, doc: LocatedMap, fmt: str) -> dict[str, str]:
         if "annotations" not in doc:

@@ -127,9 +127,14 @@ class Reference:
         return is_loopback_host(self.registry)
 
 
+def valid_tag(tag: str) -> bool:
+    """Whether `tag` is a valid tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`."""
+    return _TAG.fullmatch(tag) is not None
+
+
 def check_tag(tag: str) -> str:
-    """Return `tag` if it is a valid tag (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`), else raise."""
-    if not _TAG.fullmatch(tag):
+    """Return `tag` if it is valid, else raise InvalidReference saying what a tag may be."""
+    if not valid_tag(tag):
         raise InvalidReference(f"invalid tag {tag!r}: up to 128 letters, digits, '_', '.', '-', not starting with '.' or '-'")
     return tag
 
