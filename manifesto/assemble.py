@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from manifesto import tasks
 from manifesto.errors import ContentError, UsageError, VerificationError
 from manifesto.log import get_logger
 from manifesto.oci import mediatype
@@ -17,30 +18,48 @@ from manifesto.oci.config import ImageConfig
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
+from manifesto.oci.platform import Platform, contrast
 from manifesto.oci.reference import Reference, check_tag
 from manifesto.store.base import Fetched
 from manifesto.store.drafts import DraftEntry
 from manifesto.store.registry.pool import Registries
+from manifesto.tags import Snapshot, TagMove, move_tags
 from manifesto.transfer import Copier, Place
 
 log = get_logger("manifesto.assemble")
 
 
-async def read_config(registries: Registries, ref: Reference, manifest: ImageManifest) -> ImageConfig:
+async def read_config(
+    registries: Registries, ref: Reference, manifest: ImageManifest, *, require_platform: bool = True
+) -> ImageConfig:
+    """The image config a manifest names (its `platform` may be None only if not required)."""
     client = registries.client(ref)
     raw = await client.read_blob_bytes(ref.repository, manifest.config.digest)
-    return ImageConfig.parse(raw, f"config of {ref.familiar}")
+    return ImageConfig.parse(raw, f"config of {ref.familiar}", require_platform=require_platform)
 
 
-async def read_entries(registries: Registries, ref: Reference) -> list[DraftEntry]:
-    """The list entries a source gives: itself if an image, its children if an index."""
+@dataclass(frozen=True)
+class Source:
+    """What one source of a list gives: its entries, and its own annotations if it is a list."""
+
+    entries: list[DraftEntry]
+    annotations: dict[str, str]
+
+
+async def read_source(registries: Registries, ref: Reference) -> Source:
+    """A source read for a list: itself if an image, its children if an index (flattened).
+
+    A flattened index hands over its annotations too, so the list can keep them (or `push`
+    can say why it cannot). Every entry needs a platform, from the index or from its config:
+    an artifact or a platform-less image is refused here, naming it; attestations pass as they are.
+    """
     client = registries.client(ref)
     fetched = await client.get_manifest(ref.repository, ref.reference)
     doc = parse(fetched.raw, fetched.media_type, ref.familiar)
     if isinstance(doc, ImageManifest):
-        config = await read_config(registries, ref, doc)
-        descriptor = fetched.descriptor().with_(platform=config.platform)
-        return [DraftEntry(ref, descriptor, fetched.raw, config.platform)]
+        platform, config_platform = await _entry_platform(registries, ref, doc, None)
+        descriptor = fetched.descriptor().with_(platform=platform)
+        return Source([DraftEntry(ref, descriptor, fetched.raw, config_platform)], {})
 
     async def child(d: Descriptor) -> DraftEntry:
         child_ref = ref.with_digest(d.digest)
@@ -50,11 +69,33 @@ async def read_entries(registries: Registries, ref: Reference) -> list[DraftEntr
             raise ContentError(f"{ref.familiar}: nested index {d.digest} is not supported")
         if d.is_attestation:
             return DraftEntry(child_ref, d, got.raw, None)
-        config = await read_config(registries, child_ref, child_doc)
-        platform = d.platform or config.platform
-        return DraftEntry(child_ref, d.with_(media_type=got.media_type, size=len(got.raw), platform=platform), got.raw, config.platform)
+        platform, config_platform = await _entry_platform(registries, child_ref, child_doc, d.platform)
+        return DraftEntry(child_ref, d.with_(media_type=got.media_type, size=len(got.raw), platform=platform), got.raw, config_platform)
 
-    return list(await asyncio.gather(*(child(d) for d in doc.manifests)))
+    children = await asyncio.gather(*(child(d) for d in doc.manifests), return_exceptions=True)
+    for c in children:  # the first problem in the index's order, whichever finished first
+        if isinstance(c, BaseException):
+            raise c
+    return Source(list(children), dict(doc.annotations))  # type: ignore[arg-type]
+
+
+async def read_entries(registries: Registries, ref: Reference) -> list[DraftEntry]:
+    """The list entries a source gives: itself if an image, its children if an index."""
+    return (await read_source(registries, ref)).entries
+
+
+async def _entry_platform(
+    registries: Registries, ref: Reference, doc: ImageManifest, declared: Platform | None
+) -> tuple[Platform, Platform | None]:
+    """A list entry's platform (the index's word, else its config's) and what its config says."""
+    config = None
+    if doc.has_image_config:
+        config = (await read_config(registries, ref, doc, require_platform=False)).platform
+    platform = declared or config
+    if platform is None:
+        what = f"an artifact ({doc.artifact})" if doc.artifact else "an image whose config names no os/architecture"
+        raise UsageError(f"{ref.familiar} is {what}: a manifest list entry needs a platform")
+    return platform, config
 
 
 def choose_media_type(entries: list[DraftEntry] | tuple[DraftEntry, ...], requested: str | None) -> str:
@@ -78,9 +119,8 @@ def problems(entries, media_type: str, annotations: dict[str, str]) -> list[str]
             out.append(f"{e.source.familiar}: no platform")
             continue
         if e.config_platform is not None and not d.platform.same_as(e.config_platform):
-            out.append(
-                f"{e.source.familiar}: annotated as {d.platform} but its config says {e.config_platform}"
-            )
+            claimed, actual = contrast(d.platform, e.config_platform)
+            out.append(f"{e.source.familiar}: annotated as {claimed} but its config says {actual}")
         key = d.platform.key()
         if key in seen:
             out.append(f"duplicate platform {d.platform}: {seen[key]} and {e.source.familiar}")
@@ -116,22 +156,33 @@ class PushResult:
 async def push_index(
     registries: Registries, target: Reference, entries, index: ImageIndex, tags: list[str]
 ) -> PushResult:
-    """Copy every child into the target repository, check they are all there, then tag the list."""
-    dst = Place(registries.client(target), target.repository)
+    """Copy every child into the target repository, check they are all there, then tag the list.
+
+    First, before anything is uploaded: what each tag holds now (the tags then move by
+    compare-and-swap against that, see tags.move_tags), and may we push there (an AuthError in
+    seconds, not after the copies). A push that finds every tag at the list writes nothing.
+    """
+    client = registries.client(target)
+    dst = Place(client, target.repository)
+    seen = Snapshot()
+    await seen.take(client, target.repository, tags)
+    if any(seen.get(client, target.repository, t) != index.digest for t in tags):
+        await client.check_push(target.repository, target.name)
     copier = Copier(dst)
 
     async def copy(e: DraftEntry) -> None:
         src = Place(registries.client(e.source), e.source.repository)
         await copier.manifest(src, Fetched(e.raw, e.descriptor.media_type, e.descriptor.digest))
 
-    await asyncio.gather(*(copy(e) for e in entries))
-    heads = await asyncio.gather(*(dst.store.head_manifest(dst.repo, str(d.digest)) for d in index.manifests))
+    await tasks.gather(*(copy(e) for e in entries))
+    heads = await tasks.gather(*(dst.store.head_manifest(dst.repo, str(d.digest)) for d in index.manifests))
     missing = [str(d.digest) for d, h in zip(index.manifests, heads) if h is None]
     if missing:
         raise VerificationError(f"{target.name}: children missing after copy: {', '.join(missing)}; list not pushed")
-    moved, unchanged = [], []
-    for tag in tags:
-        (moved if await copier.tag(tag, index.raw, index.media_type) else unchanged).append(tag)
+    moves = [TagMove(client, target.repository, tag, index.raw, index.media_type) for tag in tags]
+    done = await move_tags(moves, seen)
+    moved = [tag for tag, changed in zip(tags, done) if changed]
+    unchanged = [tag for tag, changed in zip(tags, done) if not changed]
     log.info("index_pushed", target=target.name, digest=str(index.digest), tags=moved, stats=vars(copier.stats))
     return PushResult(index.digest, index.media_type, index.size, tuple(moved), tuple(unchanged))
 

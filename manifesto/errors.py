@@ -76,6 +76,19 @@ class NetworkError(ManifestoError):
     """The registry could not be reached (after retries)."""
 
 
+class ConnectionLost(NetworkError):
+    """A registry answered, then the connection broke before the exchange was done (after retries).
+
+    Told apart from "cannot reach": the registry is there. `doing` says what was under way and
+    `attempts` how many were made, so a caller that restarts the whole exchange can say so.
+    """
+
+    def __init__(self, doing: str, attempts: int, detail: str):
+        self.doing, self.attempts, self.detail = doing, attempts, detail
+        plural = "" if attempts == 1 else "s"
+        super().__init__(f"connection lost while {doing} after {attempts} attempt{plural}: {detail}")
+
+
 class BuildError(ManifestoError):
     """A builder failed; carries the tail of its log."""
 
@@ -86,3 +99,11 @@ class BuildError(ManifestoError):
 
 class VerificationError(ManifestoError):
     """A pushed image is not what it claims to be (platform, digest, children)."""
+
+
+class ConcurrentUpdate(ManifestoError):
+    """A tag moved under us: another writer changed it since this run first read it.
+
+    Raised instead of overwriting what the other writer put there (or after our write, when the
+    read-back shows theirs replaced ours): losing a list's entries silently is worse than failing.
+    """

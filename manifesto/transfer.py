@@ -10,8 +10,12 @@ before anything refers to them, so a registry never sees an index naming a missi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
+from manifesto import tasks
+from manifesto.errors import ConnectionLost, NetworkError, RegistryError
 from manifesto.log import get_logger
 from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
@@ -19,8 +23,12 @@ from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
 from manifesto.store.base import Fetched, Store
 from manifesto.store.registry.client import RegistryClient
+from manifesto.store.registry.retry import RETRY_STATUSES
+from manifesto.tags import Snapshot, TagMove, move_tags
 
 log = get_logger("manifesto.transfer")
+
+BLOB_COPY_ATTEMPTS = 3  # a streamed blob is copied again from the source at most twice
 
 
 @dataclass(frozen=True)
@@ -74,14 +82,45 @@ class Copier:
                 self.stats.blobs_mounted += 1
                 return
         path = getattr(source.store, "blob_path", None)
-        data = path(descriptor.digest) if path else source.store.read_blob(source.repo, descriptor.digest)
+        if path:  # a file: the store replays it itself if an upload breaks
+            await self._write(descriptor, path(descriptor.digest), location)
+        else:
+            await self._stream_blob(source, descriptor, location)
+        self.stats.blobs_uploaded += 1
+        self.stats.bytes_uploaded += descriptor.size
+        log.debug("blob_copied", digest=str(descriptor.digest), size=descriptor.size)
+
+    async def _stream_blob(self, source: Place, descriptor: Descriptor, location: str | None) -> None:
+        """Stream a blob from the source into the target, restarting the whole copy (a new GET,
+        a new upload session) when either connection breaks: a stream cannot be replayed, and
+        distribution refuses to resume a broken session. The digest is verified as it streams."""
+        dst = self.target
+        for attempt in range(1, BLOB_COPY_ATTEMPTS + 1):
+            data = source.store.read_blob(source.repo, descriptor.digest)
+            try:
+                await self._write(descriptor, data, location)
+                return
+            except (NetworkError, RegistryError) as e:
+                if isinstance(e, RegistryError) and e.status not in RETRY_STATUSES:
+                    raise  # the registry refused the blob: copying it again changes nothing
+                if await dst.store.blob_size(dst.repo, descriptor.digest) == descriptor.size:
+                    return  # the final PUT landed before the connection broke
+                if attempt == BLOB_COPY_ATTEMPTS:
+                    if isinstance(e, ConnectionLost):
+                        raise ConnectionLost(e.doing, attempt, e.detail) from None
+                    raise
+                log.info("blob_copy_restart", digest=str(descriptor.digest), attempt=attempt, reason=str(e))
+                location = None  # a mount's session went with the broken upload
+            finally:
+                if hasattr(data, "aclose"):
+                    await data.aclose()  # closes the source's response
+
+    async def _write(self, descriptor: Descriptor, data: Path | AsyncIterator[bytes], location: str | None) -> None:
+        dst = self.target
         if isinstance(dst.store, RegistryClient):
             await dst.store.write_blob(dst.repo, descriptor, data, location=location)
         else:
             await dst.store.write_blob(dst.repo, descriptor, data)
-        self.stats.blobs_uploaded += 1
-        self.stats.bytes_uploaded += descriptor.size
-        log.debug("blob_copied", digest=str(descriptor.digest), size=descriptor.size)
 
     async def manifest(self, source: Place, fetched: Fetched) -> Descriptor:
         """Copy a manifest (and, for an index, every child) into the target by digest."""
@@ -100,7 +139,7 @@ class Copier:
             await self.children(source, doc.manifests)
         else:
             assert isinstance(doc, ImageManifest)
-            await asyncio.gather(*(self.blob(source, d) for d in doc.blobs()))
+            await tasks.gather(*(self.blob(source, d) for d in doc.blobs()))
         await dst.store.put_manifest(dst.repo, str(fetched.digest), fetched.raw, fetched.media_type)
         self.stats.manifests_pushed += 1
 
@@ -111,16 +150,15 @@ class Copier:
             fetched = await source.store.get_manifest(source.repo, str(d.digest))
             await self.manifest(source, fetched)
 
-        await asyncio.gather(*(one(d) for d in descriptors))
+        await tasks.gather(*(one(d) for d in descriptors))
 
-    async def tag(self, reference: str, raw: bytes, media_type: str) -> bool:
-        """PUT a manifest under a tag unless the tag already holds exactly these bytes."""
+    async def tag(self, reference: str, raw: bytes, media_type: str, seen: Snapshot | None = None) -> bool:
+        """PUT a manifest under a tag unless the tag already holds exactly these bytes.
+
+        Compare-and-swap (tags.move_tags): a tag that moved since `seen` first read it (without
+        `seen`: since this call read it) is not overwritten. False when it was already there.
+        """
         dst = self.target
-        current = await dst.store.head_manifest(dst.repo, reference)
-        if current is not None and current.digest == Digest.of(raw):
-            log.info("tag_unchanged", repository=dst.repo, tag=reference, digest=str(current.digest))
-            return False
-        await dst.store.put_manifest(dst.repo, reference, raw, media_type)
-        return True
+        return (await move_tags([TagMove(dst.store, dst.repo, reference, raw, media_type)], seen))[0]
 
 

@@ -230,3 +230,18 @@ def test_ensure_tags() -> None:
         ensure_tags(target, ["-bad"])
     with pytest.raises(UsageError, match="not a digest"):
         ensure_tags(Reference.parse(f"localhost:5000/app@{Digest.of(b'x')}"), [])
+
+
+def test_a_contradiction_in_os_version_names_the_field() -> None:
+    e = entry("win", "windows/amd64")
+    e = DraftEntry(
+        e.source,
+        e.descriptor.with_(platform=e.descriptor.platform.with_(os_version="10.0.17763.1")),
+        e.raw,
+        e.config_platform.with_(os_version="10.0.20348.2"),
+    )
+    (problem,) = problems([e], mediatype.OCI_INDEX, {})
+    assert problem == (
+        "localhost:5000/win:1: annotated as windows/amd64 (os.version 10.0.17763.1)"
+        " but its config says windows/amd64 (os.version 10.0.20348.2)"
+    )

@@ -53,6 +53,9 @@ class BuildRequest:
     # Manifest and config media types of the image: "oci" (OCI image manifest) or "docker"
     # (Docker schema 2, for `format: docker` matrices: a Docker manifest list may hold only those).
     media_format: str = "oci"
+    # Pull bases from every registry without TLS verification (the run's --insecure); loopback
+    # registries are reached over plain HTTP either way, as manifesto's own client does.
+    insecure: bool = False
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,9 @@ by #4634); that warning is trimmed to the names that are really ours.
 With --timestamp (SOURCE_DATE_EPOCH) buildah clamps the config, history and layer file times,
 so the same inputs give the same manifest digest.
 
+Bases are pulled with the registry settings manifesto itself uses (access.py): loopback and
+--insecure registries over plain HTTP, manifesto's credentials through a private auth file.
+
 PodmanBuilder (podman.py) is this class with a different tool name and a few flags.
 """
 
@@ -33,6 +36,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from manifesto.build.access import Access, Resolve, registry_access
 from manifesto.build.base import (
     MEDIA_FORMATS,
     BuildRequest,
@@ -91,8 +95,10 @@ class BuildahBuilder:
         storage_driver: str = "vfs",
         isolation: str = "chroot",
         executable: str | None = None,
+        credentials: Resolve | None = None,
     ):
         self.runner = runner or Runner()
+        self.credentials = credentials  # host -> Credential; None: manifesto's own lookup
         self.executable = executable or self.tool
         self.storage = Path(storage) if storage else default_storage(self.tool)
         self.storage_driver = storage_driver
@@ -120,9 +126,12 @@ class BuildahBuilder:
     def command(self, *args: str) -> list[str]:
         return [self.executable, *self.global_args(), *args]
 
-    def build_args(self, request: BuildRequest, destination: str | None = None) -> list[str]:
+    def build_args(
+        self, request: BuildRequest, destination: str | None = None, authfile: Path | None = None
+    ) -> list[str]:
         """The `build` arguments: write the image to `destination` (a containers/image
-        reference), by default straight into the OCI layout as `oci:DIR:TAG`."""
+        reference), by default straight into the OCI layout as `oci:DIR:TAG`; read registry
+        credentials from `authfile` (see access.py)."""
         args = [
             "build",
             "--isolation", self.isolation,
@@ -131,6 +140,8 @@ class BuildahBuilder:
             "--disable-compression=false",  # gzip layers, as a push would
             "-f", str(request.dockerfile),
         ]  # fmt: skip
+        if authfile is not None:
+            args += ["--authfile", str(authfile)]
         if request.source_date_epoch is not None:
             args += ["--timestamp", str(request.source_date_epoch)]
         args += common_flags(request, self.build_arg_values(request))
@@ -216,13 +227,17 @@ class BuildahBuilder:
         lines = trim_unconsumed_warning(on_line, self.implicit_args(request))
         existed = request.output.exists()
         try:
-            if fmt == "oci":
-                store = LayoutStore(request.output, create=True)
-                # containers/image rewrites index.json without a lock: one writer per layout at a time.
-                with store.lock():
-                    self.runner.run(self.command(*self.build_args(request)), on_line=lines, label=label)
-            else:
-                self._build_via_dir(request, lines, label)
+            with registry_access(request, platform_args(request.platform), self.credentials) as access:
+                if access.insecure_hosts:
+                    log.info("registries_without_tls", builder=self.name, hosts=list(access.insecure_hosts))
+                if fmt == "oci":
+                    store = LayoutStore(request.output, create=True)
+                    # containers/image rewrites index.json without a lock: one writer per layout at a time.
+                    with store.lock():
+                        argv = self.command(*self.build_args(request, authfile=access.authfile))
+                        self.runner.run(argv, on_line=lines, label=label, env=access.env)
+                else:
+                    self._build_via_dir(request, lines, label, access)
         except BaseException:
             if not existed:
                 _remove_if_untagged(request.output)
@@ -236,14 +251,15 @@ class BuildahBuilder:
         log.info("build_done", builder=self.name, platform=label, digest=str(built.digest))
         return built
 
-    def _build_via_dir(self, request: BuildRequest, on_line: Callable[[str], None], label: str) -> None:
+    def _build_via_dir(self, request: BuildRequest, on_line: Callable[[str], None], label: str, access: Access) -> None:
         """Commit to a private `dir:` directory (which keeps a Docker manifest as it is), then
         copy the image into the layout under request.tag (see copy_dir_image)."""
         request.output.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".manifesto-{self.tool}-", dir=request.output.parent))
         try:
             image = tmp / "image"
-            self.runner.run(self.command(*self.build_args(request, f"dir:{image}")), on_line=on_line, label=label)
+            argv = self.command(*self.build_args(request, f"dir:{image}", access.authfile))
+            self.runner.run(argv, on_line=on_line, label=label, env=access.env)
             copy_dir_image(
                 image,
                 LayoutStore(request.output, create=True),

@@ -11,6 +11,12 @@ image, and with SOURCE_DATE_EPOCH `rewrite-timestamp=true` (BuildKit >= 0.13; ol
 ignores it) so that files created by RUN steps get the epoch as their mtime too, not only the
 config and history. The default `docker` driver cannot export type=oci at all, so check() asks
 `docker buildx inspect` which driver the builder uses.
+
+Registry settings are BuildKit's own: it pulls with docker's credentials (config.json and its
+helpers, which manifesto reads too; a `manifesto login` kept in the keyring does not reach it),
+and plain HTTP to a registry needs `http = true` for it in the builder's buildkitd.toml, fixed
+when the builder is created. A build whose bases are on a loopback or --insecure registry is
+warned about, with that fix.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from manifesto.build.access import plain_http_hosts, pulled_registries
 from manifesto.build.base import (
     MEDIA_FORMATS,
     BuildRequest,
@@ -158,6 +165,7 @@ class BuildxBuilder:
                 buildkit=".".join(map(str, self.buildkit)),
                 effect="files created by RUN steps keep their build-time mtimes",
             )
+        self._warn_plain_http(request)
         request.output.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".manifesto-buildx-", dir=request.output.parent))
         env = {"SOURCE_DATE_EPOCH": str(request.source_date_epoch)} if request.source_date_epoch is not None else None
@@ -174,6 +182,18 @@ class BuildxBuilder:
                 f"{fmt} format was requested, but its manifest is {built.media_type}"
             )
         return built
+
+    def _warn_plain_http(self, request: BuildRequest) -> None:
+        targets = {k: v for k, v in request.args.items() if k.startswith("TARGET")}
+        hosts = plain_http_hosts(request, pulled_registries(request, targets))
+        if hosts:
+            log.warning(
+                "buildx_plain_http_registries",
+                platform=str(request.platform),
+                hosts=list(hosts),
+                fix="create the builder with --config buildkitd.toml naming "
+                + ", ".join(f'[registry."{h}"] http = true' for h in hosts),
+            )
 
 
 def copy_image(src: LayoutStore, request: BuildRequest, dst: LayoutStore) -> None:

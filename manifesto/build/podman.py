@@ -40,6 +40,8 @@ class PodmanBuilder(BuildahBuilder):
     def global_args(self) -> list[str]:
         return [*super().global_args(), "--tmpdir", str(self.storage_root / "tmp"), "--events-backend", "file"]
 
-    def build_args(self, request: BuildRequest, destination: str | None = None) -> list[str]:
-        args = super().build_args(request, destination)
+    def build_args(
+        self, request: BuildRequest, destination: str | None = None, authfile: Path | None = None
+    ) -> list[str]:
+        args = super().build_args(request, destination, authfile)
         return [args[0], "--layers=false", *args[1:]]

@@ -38,7 +38,12 @@ def register(sub, add_common) -> None:
     p.add_argument("--arch")
     p.add_argument("--variant")
     p.add_argument("--os-version")
-    p.add_argument("--os-features", help="comma-separated")
+    p.add_argument(
+        "--os-features",
+        action="append",
+        metavar="F[,F...]",
+        help="add OS features (repeatable or comma-separated, as docker); '' clears the entry's",
+    )
     p.add_argument("--annotation", action="append", default=[], metavar="K=V", help="entry annotation (repeatable)")
     p.add_argument("--index-annotation", action="append", default=[], metavar="K=V", help="annotation of the list itself")
 

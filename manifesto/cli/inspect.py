@@ -1,4 +1,10 @@
-"""`manifesto inspect`: lists, single manifests and local drafts as a table, JSON or raw bytes."""
+"""`manifesto inspect`: lists, single manifests and local drafts as a table, JSON or raw bytes.
+
+Anything valid a registry holds is shown: images, artifacts (helm charts, signatures, SBOMs),
+platform-less configs, referrers-style indexes, buildkit attestations. A fact the content does
+not give reads "unknown" (null in JSON), never an error. `--raw` fetches the manifest alone and
+prints its bytes as stored, without reading anything else.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +20,14 @@ from manifesto.cli.render import printable, size, table
 from manifesto.errors import ManifestoError
 from manifesto.oci import mediatype
 from manifesto.oci.config import ImageConfig
-from manifesto.oci.descriptor import Descriptor
+from manifesto.oci.descriptor import ATTESTATION_SUBJECT_KEY, ATTESTATION_TYPE_KEY, Descriptor
 from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
+from manifesto.oci.platform import Platform
 from manifesto.oci.reference import Reference
 from manifesto.store.drafts import DraftStore
 from manifesto.store.registry.pool import Registries
+
+UNKNOWN = "unknown"
 
 
 @dataclass
@@ -29,48 +38,58 @@ class Shown:
     raw: bytes
     media_type: str
     local: bool = False
-    configs: dict[str, ImageConfig] = field(default_factory=dict)  # child digest -> config
+    configs: dict[str, ImageConfig] = field(default_factory=dict)  # child digest -> config (-v)
+    artifacts: dict[str, str] = field(default_factory=dict)  # child digest -> artifact type (-v)
     config: ImageConfig | None = None  # for a single image
 
 
-async def _gather_remote(regs: Registries, ref: Reference, verbose: bool) -> Shown:
+async def _gather_remote(regs: Registries, ref: Reference, verbose: bool, raw_only: bool) -> Shown:
     client = regs.client(ref)
     fetched = await client.get_manifest(ref.repository, ref.reference)
     shown = Shown(ref, fetched.raw, fetched.media_type)
+    if raw_only:
+        return shown
     doc = parse(fetched.raw, fetched.media_type, ref.familiar)
     if isinstance(doc, ImageManifest):
-        if _is_image(doc):  # artifacts (helm charts, signatures) have no platform config
-            shown.config = await assemble.read_config(regs, ref, doc)
+        if doc.has_image_config:  # artifacts (helm charts, SBOMs) have no image config to read
+            shown.config = await assemble.read_config(regs, ref, doc, require_platform=False)
     elif verbose:
 
         async def one(d: Descriptor) -> None:
+            if d.is_attestation or not mediatype.is_image_manifest(d.media_type):
+                return
             child = await client.get_manifest(ref.repository, str(d.digest))
-            child_doc = parse(child.raw, child.media_type, f"{ref.familiar}@{d.digest}")
-            if isinstance(child_doc, ImageManifest) and not d.is_attestation and _is_image(child_doc):
-                shown.configs[str(d.digest)] = await assemble.read_config(regs, ref.with_digest(d.digest), child_doc)
+            await _describe_child(regs, ref.with_digest(d.digest), child.raw, child.media_type, shown)
 
         await asyncio.gather(*(one(d) for d in doc.manifests))
     return shown
 
 
-async def _gather_local(regs: Registries, ref: Reference, verbose: bool) -> Shown:
+async def _gather_local(regs: Registries, ref: Reference, verbose: bool, raw_only: bool) -> Shown:
     draft = DraftStore().load(ref)
     media_type = assemble.choose_media_type(draft.entries, draft.format)
     index = assemble.build_index(draft.entries, media_type, draft.annotations)
     shown = Shown(ref, index.raw, media_type, local=True)
-    if verbose:
+    if verbose and not raw_only:
 
         async def one(entry) -> None:
-            doc = parse(entry.raw, entry.descriptor.media_type, entry.source.familiar)
-            if isinstance(doc, ImageManifest) and not entry.descriptor.is_attestation and _is_image(doc):
-                shown.configs[str(entry.descriptor.digest)] = await assemble.read_config(regs, entry.source, doc)
+            if not entry.descriptor.is_attestation:
+                await _describe_child(regs, entry.source, entry.raw, entry.descriptor.media_type, shown)
 
         await asyncio.gather(*(one(e) for e in draft.entries))
     return shown
 
 
-def _is_image(doc: ImageManifest) -> bool:
-    return doc.config.media_type in mediatype.CONFIG_TYPES
+async def _describe_child(regs: Registries, ref: Reference, raw: bytes, media_type: str, shown: Shown) -> None:
+    """Record what an index entry is: an image's config, or an artifact's type."""
+    doc = parse(raw, media_type, ref.familiar)
+    if not isinstance(doc, ImageManifest):
+        return
+    digest = str(doc.digest)
+    if doc.artifact:
+        shown.artifacts[digest] = doc.artifact
+    if doc.has_image_config:
+        shown.configs[digest] = await assemble.read_config(regs, ref, doc, require_platform=False)
 
 
 def inspect_refs(args: argparse.Namespace) -> int:
@@ -84,8 +103,8 @@ def inspect_refs(args: argparse.Namespace) -> int:
             async def one(ref: Reference) -> Shown | ManifestoError:
                 try:
                     if not ref.digest and store.exists(ref):
-                        return await _gather_local(regs, ref, verbose)
-                    return await _gather_remote(regs, ref, verbose)
+                        return await _gather_local(regs, ref, verbose, args.raw)
+                    return await _gather_remote(regs, ref, verbose, args.raw)
                 except ManifestoError as e:
                     return e
 
@@ -115,12 +134,19 @@ def inspect_refs(args: argparse.Namespace) -> int:
     return max((e.exit_code for e in errors), default=0)
 
 
+def _platform(p: Platform | None) -> str:
+    return str(p) if p is not None and p.os and p.architecture else UNKNOWN
+
+
 def _platform_label(d: Descriptor, doc: ImageIndex) -> str:
-    if d.is_attestation:
-        subject = next((m for m in doc.manifests if str(m.digest) == d.attests), None)
-        of = str(subject.platform) if subject and subject.platform else (d.attests or "?")[:19]
-        return f"attestation of {of}"
-    return str(d.platform) if d.platform else "-"
+    """An entry's platform, or what it refers to (buildkit's vnd.docker.reference.* entries)."""
+    kind = d.annotations.get(ATTESTATION_TYPE_KEY)
+    if kind:
+        target = d.annotations.get(ATTESTATION_SUBJECT_KEY)
+        subject = next((m for m in doc.manifests if str(m.digest) == target), None)
+        of = _platform(subject.platform) if subject else (target[:19] if target else UNKNOWN)
+        return f"{'attestation' if d.is_attestation else kind} of {of}"
+    return _platform(d.platform)
 
 
 def _as_text(shown: Shown, verbose: bool) -> str:
@@ -128,34 +154,46 @@ def _as_text(shown: Shown, verbose: bool) -> str:
     head = [
         ("Name", str(shown.ref) + ("  (local draft)" if shown.local else "")),
         ("MediaType", shown.media_type),
-        ("Digest", str(doc.digest)),
-        ("Size", f"{doc.size} B"),
     ]
+    artifact = doc.artifact if isinstance(doc, ImageManifest) else doc.artifact_type
+    if artifact:
+        head.append(("Artifact", artifact))
+    head += [("Digest", str(doc.digest)), ("Size", f"{doc.size} B")]
+    if doc.subject is not None:
+        head.append(("Subject", str(doc.subject.digest)))
+    for k, v in doc.annotations.items():
+        head.append(("Annotation", f"{k}={v}"))
     if isinstance(doc, ImageManifest):
         cfg = shown.config
-        if cfg:
-            head.insert(1, ("Platform", str(cfg.platform)))
+        head.insert(1, ("Platform", _platform(cfg.platform if cfg else None)))
         layers = sum(d.size for d in doc.layers)
         head.append(("Layers", f"{len(doc.layers)} ({size(layers)})"))
         if cfg and verbose:
             head += _config_lines(cfg)
-        return "\n".join(f"{k + ':':<11}{printable(v)}" for k, v in head)
+        return _lines(head)
     assert isinstance(doc, ImageIndex)
-    for k, v in doc.annotations.items():
-        head.append(("Annotation", f"{k}={v}"))
+    kinds = {str(d.digest): d.artifact_type or shown.artifacts.get(str(d.digest), "") for d in doc.manifests}
+    with_kinds = any(kinds.values())
     rows = []
     for d in doc.manifests:
         row = [_platform_label(d, doc), str(d.digest), size(d.size), mediatype.format_name(d.media_type)]
+        if with_kinds:
+            row.append(kinds[str(d.digest)])
         if verbose:
             cfg = shown.configs.get(str(d.digest))
             row.append(_facts(cfg) if cfg else "")
         rows.append(row)
-    headers = ["platform", "digest", "size", "media type"] + (["config"] if verbose else [])
-    return "\n".join(f"{k + ':':<11}{printable(v)}" for k, v in head) + "\n\n" + table(headers, rows)
+    headers = ["platform", "digest", "size", "media type"] + (["artifact type"] if with_kinds else [])
+    headers += ["config"] if verbose else []
+    return _lines(head) + "\n\n" + table(headers, rows)
+
+
+def _lines(head: list[tuple[str, str]]) -> str:
+    return "\n".join(f"{k + ':':<10} {printable(v)}" for k, v in head)
 
 
 def _facts(cfg: ImageConfig) -> str:
-    parts = [f"config={cfg.platform}"]
+    parts = [f"config={_platform(cfg.platform)}"]
     if cfg.created:
         parts.append(f"created={cfg.created}")
     cmd = cfg.entrypoint + cfg.cmd
@@ -178,7 +216,9 @@ def _config_lines(cfg: ImageConfig) -> list[tuple[str, str]]:
 
 
 def _as_json(shown: Shown) -> dict[str, Any]:
+    """The document's own fields as stored (no re-serialized descriptors), plus what was learned."""
     doc = parse(shown.raw, shown.media_type, shown.ref.familiar)
+    stored = json.loads(shown.raw)
     out: dict[str, Any] = {
         "reference": str(shown.ref),
         "local": shown.local,
@@ -187,21 +227,26 @@ def _as_json(shown: Shown) -> dict[str, Any]:
         "size": doc.size,
     }
     if isinstance(doc, ImageManifest):
-        if shown.config:
-            out["platform"] = shown.config.platform.to_dict()
-        out["layers"] = [d.to_dict() for d in doc.layers]
-        out["config"] = doc.config.to_dict()
-        return out
-    assert isinstance(doc, ImageIndex)
+        cfg = shown.config
+        out["platform"] = cfg.platform.to_dict() if cfg and cfg.platform else None
+        out["artifactType"] = doc.artifact
+    else:
+        out["artifactType"] = doc.artifact_type
     out["annotations"] = doc.annotations
+    if "subject" in stored:
+        out["subject"] = stored["subject"]
+    if isinstance(doc, ImageManifest):
+        out["layers"] = stored["layers"]
+        out["config"] = stored["config"]
+        return out
     entries = []
-    for d in doc.manifests:
-        e = d.to_dict()
+    for d, e in zip(doc.manifests, stored["manifests"]):
+        e = dict(e)
         if d.is_attestation:
             e["attestationOf"] = d.attests
         cfg = shown.configs.get(str(d.digest))
         if cfg:
-            e["config"] = {"platform": cfg.platform.to_dict(), "created": cfg.created}
+            e["config"] = {"platform": cfg.platform.to_dict() if cfg.platform else None, "created": cfg.created}
         entries.append(e)
     out["manifests"] = entries
     return out

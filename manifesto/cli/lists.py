@@ -30,6 +30,16 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     return out
 
 
+def _features(current: tuple[str, ...], given: list[str]) -> tuple[str, ...]:
+    """`--os-features` as docker applies it: every value adds its features once; '' clears."""
+    out = list(current)
+    for value in given:
+        if not value:
+            out = []
+        out += [f for f in dict.fromkeys(value.split(",")) if f and f not in out]
+    return tuple(out)
+
+
 def _entries(n: int) -> str:
     return f"{n} entr{'y' if n == 1 else 'ies'}"
 
@@ -49,14 +59,15 @@ def create(args: argparse.Namespace) -> int:
     refuse_existing()  # before any network work; again under the lock below
     import asyncio
 
-    from manifesto import assemble
+    from manifesto import assemble, tasks
     from manifesto.store.registry.pool import Registries
 
     async def read_all():
         async with Registries(insecure=args.insecure) as regs:
-            return await asyncio.gather(*(assemble.read_entries(regs, s) for s in sources))
+            return await tasks.gather(*(assemble.read_source(regs, s) for s in sources))
 
-    found = [e for group in asyncio.run(read_all()) for e in group]
+    read = asyncio.run(read_all())
+    found = [e for source in read for e in source.entries]
     with store.locked(name):
         refuse_existing()
         draft = store.load(name) if store.exists(name) else Draft(name)
@@ -66,10 +77,28 @@ def create(args: argparse.Namespace) -> int:
             draft.with_entries(list(entries.values())),
             format=args.format or draft.format,
             insecure=args.insecure or draft.insecure,
+            annotations=_kept_annotations(draft.annotations, zip(sources, (s.annotations for s in read))),
         )
         store.save(draft)
     print(f"Created manifest list {name} ({_entries(len(draft.entries))})")
     return 0
+
+
+def _kept_annotations(current: dict[str, str], flattened) -> dict[str, str]:
+    """The list's annotations plus those of every list flattened into it.
+
+    `push` then carries them, or refuses as for any index annotation a Docker list cannot
+    carry. A key the list (or an earlier source) already gives another value keeps that value,
+    with a warning naming what was left out.
+    """
+    out = dict(current)
+    for source, annotations in flattened:
+        for key, value in annotations.items():
+            if key not in out:
+                out[key] = value
+            elif out[key] != value:
+                log.warning("index_annotation_not_kept", key=key, kept=out[key], ignored=value, source=source.familiar)
+    return out
 
 
 # ---- annotate -------------------------------------------------------------------------------
@@ -94,7 +123,7 @@ def annotate(args: argparse.Namespace) -> int:
         if args.os_version is not None:
             platform = platform.with_(os_version=args.os_version or None)
         if args.os_features is not None:
-            platform = platform.with_(os_features=tuple(f for f in args.os_features.split(",") if f))
+            platform = platform.with_(os_features=_features(platform.os_features, args.os_features))
         annotations = {**d.annotations, **_pairs(args.annotation, "--annotation")}
         entries = list(draft.entries)
         entries[i] = type(entry)(entry.source, d.with_(platform=platform, annotations=annotations), entry.raw, entry.config_platform)

@@ -17,7 +17,18 @@ from manifesto.oci.reference import Reference, check_tag
 
 
 def _platforms(values: list[str]) -> list[Platform]:
-    return [Platform.parse(p) for v in values for p in v.split(",") if p.strip()]
+    """--platform values (repeatable, comma-separated). An empty one is refused, not read as
+    "no filter": `--platform "$PLATFORM"` with the variable unset must not publish everything."""
+    out = []
+    for value in values:
+        items = [p.strip() for p in value.split(",")]
+        if not all(items):
+            raise UsageError(
+                f"--platform {value!r}: empty platform name (an unset variable?); name platforms like "
+                "linux/amd64, or leave --platform out for every platform of the matrix"
+            )
+        out += [Platform.parse(p) for p in items]
+    return out
 
 
 def _repository(text: str) -> Reference:
@@ -165,10 +176,10 @@ def publish(args: argparse.Namespace) -> int:
         raise UsageError("--push-by-digest needs a registry target")
     _refuse_partial(args, plan)  # --dry-run too: the plan it prints is one that can run
     epoch = _check_args(args)
+    _check_outputs(("--report", args.report), ("--digest-file", args.digest_file))
     if args.dry_run:
         print(planning.render(plan, push_by_digest=args.push_by_digest))
         return 0
-    _check_outputs(("--report", args.report), ("--digest-file", args.digest_file))
     result = run(plan, _options(args, plan, epoch), push_index_too=not args.push_by_digest)
     if args.digest_file:
         from manifesto.matrix.publish import write_json
@@ -183,10 +194,10 @@ def build(args: argparse.Namespace) -> int:
     output = Path(args.output).resolve()
     plan = _load(args, Target(layout=output))
     epoch = _check_args(args)
+    _check_outputs(("--report", args.report))
     if args.dry_run:
         print(planning.render(plan))
         return 0
-    _check_outputs(("--report", args.report))
     result = run(plan, _options(args, plan, epoch))
     sys.stderr.write(f"wrote OCI image layout {output}\n")
     return _finish(result, args.report)
@@ -202,35 +213,25 @@ def assemble(args: argparse.Namespace) -> int:
 
 
 def _registry_problems(ref: Reference, insecure: bool) -> list:
-    """Can the stored credentials push to `ref`'s repository? Asks for pull+push on it by
-    opening a blob upload session (and cancelling it): a GET /v2/ proves nothing on a token
-    registry, where anonymous pull tokens are handed out to anyone."""
+    """Can the stored credentials push to `ref`'s repository? The probe publish runs first
+    (RegistryClient.check_push), its failure turned into a Problem with its fix."""
     from manifesto.build.base import Problem
     from manifesto.errors import AuthError, ManifestoError, NetworkError
-    from manifesto.store.registry.auth import repository_scope
     from manifesto.store.registry.pool import Registries
 
     host = ref.registry
-    scopes = frozenset({repository_scope(ref.repository, "pull", "push")})
 
     async def probe() -> None:
         async with Registries(insecure=insecure) as regs:
-            client = regs.client(ref)
-            resp = await client.request(
-                "POST", f"/v2/{ref.repository}/blobs/uploads/", scopes=scopes, what=f"push to {ref.name}"
-            )
-            location = resp.headers.get("location")
-            if location:  # distribution deletes an upload session on DELETE of its Location
-                try:
-                    await client.request("DELETE", str(resp.url.join(location)), scopes=scopes, what="cancel upload")
-                except ManifestoError:
-                    pass  # an abandoned session expires on its own
+            await regs.client(ref).check_push(ref.repository, ref.name)
 
     try:
         asyncio.run(probe())
     except AuthError as e:
         return [Problem(f"registry {host}: cannot push to {ref.name}: {e}", fix=f"manifesto login {host}")]
     except NetworkError as e:
+        if f"cannot reach {host}: " not in str(e):  # it answered: TLS, or the connection broke
+            return [Problem(str(e))]
         cause = str(e).split(f"cannot reach {host}: ", 1)[-1]
         return [Problem(f"cannot reach {host}: {cause}")]
     except ManifestoError as e:

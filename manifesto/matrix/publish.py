@@ -1,14 +1,16 @@
 """Run a Plan: build every platform, push children by digest, verify them, push the index.
 
-Order matters and is the contract: all builds first (in parallel, bounded); if any fails the
-publish fails with that build's log tail, builds still queued do not start, and nothing is
-pushed. Then every child goes into the target repository by digest, each child is read back
-FROM THE TARGET (its descriptor is what the target serves, its config must say the platform
-the entry claims, and a Docker list may hold only Docker manifests), and only then is the
-index put under its tags (a tag that already holds the same digest is left alone, so an
-unchanged republish moves nothing). The index lists its children in matrix order, however
-they arrived (one runner, or digest files in any order), so a split publish and a single one
-give the same index digest.
+Order matters and is the contract: a preflight first (the target and every arch-tag repository
+grant push; what each tag holds now is read), then all builds (in parallel, bounded); if any
+fails the publish fails with that build's log tail, builds still queued do not start, and
+nothing is pushed. Then every child goes into the target repository by digest, each child is
+read back FROM THE TARGET (its descriptor is what the target serves, its config must say the
+platform the entry claims, and a Docker list may hold only Docker manifests), and only then is
+the index put under its tags (a tag that already holds the same digest is left alone, so an
+unchanged republish moves nothing; one that moved since the preflight read it is not
+overwritten: tags.py). The index lists its children in matrix order, however they arrived
+(one runner, or digest files in any order), so a split publish and a single one give the
+same index digest.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from manifesto import assemble
+from manifesto import assemble, tasks
 from manifesto.build.base import Builder, BuildRequest, BuiltImage
 from manifesto.errors import (
     BuildError,
@@ -43,11 +45,12 @@ from manifesto.oci.config import ImageConfig
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
-from manifesto.oci.platform import Platform
+from manifesto.oci.platform import Platform, contrast
 from manifesto.oci.reference import Reference
 from manifesto.store.base import Fetched
 from manifesto.store.layout import LayoutStore
 from manifesto.store.registry.pool import Registries
+from manifesto.tags import Snapshot, TagMove, move_tags
 from manifesto.transfer import Copier, Place
 
 log = get_logger("manifesto.publish")
@@ -177,6 +180,7 @@ def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
             output=work / str(step.platform).replace("/", "-"),
             source_date_epoch=options.source_date_epoch,
             media_format=plan.matrix.format,
+            insecure=options.insecure,
         )
         log.info("build_started", platform=str(step.platform), builder=builder.name)
         try:
@@ -245,17 +249,17 @@ async def push_built(copier: Copier, built: BuiltImage, step: BuildStep) -> Chil
     return Child(step.platform, fetched.digest, len(fetched.raw), fetched.media_type, "built", arch_refs)
 
 
-async def push_arch_tags(registries: Registries, place: Place, children: list[Child]) -> None:
-    """Docker-library style per-arch tags (arm64v8/hello:1.0), pushed only once every child is
-    verified, so a refused publish moves no tag at all. Copied from the target repository, where
-    each child already is (blobs are mounted across repositories of one registry)."""
+async def push_arch_children(registries: Registries, place: Place, children: list[Child]) -> list[TagMove]:
+    """Docker-library style per-arch tags (arm64v8/hello:1.0): each child copied by digest into
+    its arch repositories (from the target repository, where it already is: blobs are mounted
+    across repositories of one registry); returns the tag moves, which push_index makes with
+    the index's own, only once every child is verified, so a refused publish moves no tag."""
 
-    async def one(child: Child, repository: str, refs: list[Reference]) -> None:
+    async def one(child: Child, repository: str, refs: list[Reference]) -> list[TagMove]:
         fetched = await place.store.get_manifest(place.repo, str(child.digest))
-        copier = Copier(Place(registries.client(refs[0]), repository))
-        await copier.manifest(place, fetched)
-        for ref in refs:
-            await copier.tag(ref.tag or "latest", fetched.raw, fetched.media_type)
+        client = registries.client(refs[0])
+        await Copier(Place(client, repository)).manifest(place, fetched)
+        return [TagMove(client, repository, ref.tag or "latest", fetched.raw, fetched.media_type) for ref in refs]
 
     jobs = []
     for child in children:
@@ -264,7 +268,7 @@ async def push_arch_tags(registries: Registries, place: Place, children: list[Ch
             ref = Reference.parse(text)
             by_repo.setdefault((ref.registry, ref.repository), []).append(ref)
         jobs += [one(child, repo, refs) for (_, repo), refs in by_repo.items()]
-    await asyncio.gather(*jobs)
+    return [move for moves in await tasks.gather(*jobs) for move in moves]
 
 
 async def push_assembled(copier: Copier, registries: Registries, step: AssembleStep) -> list[Child]:
@@ -312,15 +316,14 @@ async def verify_children(place: Place, target: str, children: list[Child]) -> l
         doc = parse(fetched.raw, fetched.media_type, f"{child.platform} child {child.digest}")
         if not isinstance(doc, ImageManifest):
             raise VerificationError(f"{child.platform}: {child.digest} is not an image manifest; index not pushed")
-        parts = [c async for c in place.store.read_blob(place.repo, doc.config.digest)]
-        config = ImageConfig.parse(b"".join(parts), f"{child.platform} config")
+        raw = await place.store.read_blob_bytes(place.repo, doc.config.digest)
+        config = ImageConfig.parse(raw, f"{child.platform} config")
         if not child.platform.same_as(config.platform):
-            raise VerificationError(
-                f"{child.digest}: claims {child.platform} but its config says {config.platform}; index not pushed"
-            )
+            claimed, found = contrast(child.platform, config.platform)
+            raise VerificationError(f"{child.digest}: claims {claimed} but its config says {found}; index not pushed")
         return replace(child, media_type=fetched.media_type, size=size)
 
-    return list(await asyncio.gather(*(one(c) for c in children)))
+    return list(await tasks.gather(*(one(c) for c in children)))
 
 
 def check_unique(children: list[Child]) -> None:
@@ -376,21 +379,49 @@ def in_matrix_order(plan: Plan, children: list[Child], assembled: list[list[Chil
     return out
 
 
-async def push_index(place: Place, plan: Plan, children: list[Child], registries: Registries) -> Result:
-    """Verified children, in matrix order → checks → arch tags → the index under every tag."""
+async def push_index(
+    place: Place, plan: Plan, children: list[Child], registries: Registries, seen: Snapshot | None = None
+) -> Result:
+    """Verified children, in matrix order → checks → arch tags → the index under every tag.
+
+    Every tag move (arch tags, then the index's) is a compare-and-swap against what `seen` read
+    before the run started (see `preflight`); all are checked before any moves.
+    """
     check_unique(children)
     check_format(plan, children)
-    await push_arch_tags(registries, place, children)
+    arch_moves = await push_arch_children(registries, place, children)
     index = ImageIndex.build(plan.index_media_type, [c.descriptor() for c in children], plan.annotations)
-    copier = Copier(place)
-    moved, unchanged = [], []
-    for tag in plan.tags:
-        (moved if await copier.tag(tag, index.raw, index.media_type) else unchanged).append(tag)
+    index_moves = [TagMove(place.store, place.repo, tag, index.raw, index.media_type) for tag in plan.tags]
+    done = (await move_tags(arch_moves + index_moves, seen))[len(arch_moves) :]
+    moved = [tag for tag, changed in zip(plan.tags, done) if changed]
+    unchanged = [tag for tag, changed in zip(plan.tags, done) if not changed]
     log.info("index_pushed", target=str(plan.target), digest=str(index.digest), tags=moved, unchanged=unchanged)
     return Result(str(plan.target), tuple(children), index, tuple(moved), tuple(unchanged))
 
 
 # ---- the whole job --------------------------------------------------------------------------
+
+
+async def preflight(plan: Plan, registries: Registries, *, tags: bool = True) -> Snapshot:
+    """Before anything is built or written: may we push to the target and (with `tags`) every
+    arch-tag repository, and what does each tag this run moves hold now?
+
+    An auth problem is an AuthError in seconds, not after every build; the tags read here are
+    what push_index's compare-and-swap checks against. A layout target needs neither.
+    """
+    seen = Snapshot()
+    target = plan.target.reference
+    if target is None:
+        return seen
+    refs = [target.with_tag(t) for t in plan.tags] if tags else [target]
+    if tags:
+        refs += [r for s in plan.build_steps for r in s.arch_refs]
+    repos = {(r.registry, r.repository): r for r in refs}
+    await tasks.gather(*(registries.client(r).check_push(r.repository, r.name) for r in repos.values()))
+    if tags:
+        reads = [(r, [x.tag or "latest" for x in refs if (x.registry, x.repository) == key]) for key, r in repos.items()]
+        await tasks.gather(*(seen.take(registries.client(r), r.repository, names) for r, names in reads))
+    return seen
 
 
 def _work_dir() -> Path:
@@ -408,18 +439,24 @@ def publish(plan: Plan, options: Options, *, push_index_too: bool = True) -> Res
     With push-by-digest only the built entries are pushed: `assemble` copies the `image:`
     entries itself, so a digest file holds just what this runner built.
     """
+    seen = asyncio.run(_preflight(plan, options, push_index_too))
     work = _work_dir()
     if options.keep_work:
         options.on_notice(f"keeping the work directory {work}")
     try:
         built = build_all(plan, options, work)
-        return asyncio.run(_push(plan, options, built, push_index_too))
+        return asyncio.run(_push(plan, options, built, push_index_too, seen))
     finally:
         if not options.keep_work:
             shutil.rmtree(work, ignore_errors=True)
 
 
-async def _push(plan: Plan, options: Options, built: list[BuiltImage], push_index_too: bool) -> Result:
+async def _preflight(plan: Plan, options: Options, tags: bool) -> Snapshot:
+    async with Registries(insecure=options.insecure) as registries:
+        return await preflight(plan, registries, tags=tags)
+
+
+async def _push(plan: Plan, options: Options, built: list[BuiltImage], push_index_too: bool, seen: Snapshot) -> Result:
     async with Registries(insecure=options.insecure) as registries:
         place = target_place(plan, registries)
         target = str(plan.target)
@@ -429,14 +466,14 @@ async def _push(plan: Plan, options: Options, built: list[BuiltImage], push_inde
         if not push_index_too:  # push-by-digest: no tag moves; `assemble` pushes arch tags too
             for s in plan.assemble_steps:
                 options.on_notice(f"{s.platform or '(from config)'}: image: {s.source.familiar} is left to `manifesto assemble`")
-            children = await verify_children(place, target, list(await asyncio.gather(*pushes)))
+            children = await verify_children(place, target, list(await tasks.gather(*pushes)))
             check_format(plan, children)
             return Result(target, tuple(replace(c, arch_refs=()) for c in children))
         copies = [push_assembled(copier, registries, s) for s in plan.assemble_steps]
-        done = await asyncio.gather(*pushes, *copies)
+        done = await tasks.gather(*pushes, *copies)
         children = in_matrix_order(plan, list(done[: len(pushes)]), list(done[len(pushes) :]))
         children = await verify_children(place, target, children)
-        return await push_index(place, plan, children, registries)
+        return await push_index(place, plan, children, registries, seen)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

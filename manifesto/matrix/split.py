@@ -12,6 +12,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from manifesto import tasks
 from manifesto.errors import UsageError
 from manifesto.matrix.plan import Plan
 from manifesto.matrix.publish import (
@@ -19,6 +20,7 @@ from manifesto.matrix.publish import (
     Result,
     check_unique,
     in_matrix_order,
+    preflight,
     push_assembled,
     push_index,
     target_place,
@@ -68,14 +70,15 @@ def assemble_from_files(plan: Plan, files: list[Path], insecure: bool = False) -
 
     async def run() -> Result:
         async with Registries(insecure=insecure) as registries:
+            seen = await preflight(plan, registries)  # push allowed? what the tags hold now
             place = target_place(plan, registries)
             target = str(plan.target)
             copier = Copier(place)
             verified = await verify_children(place, target, children)  # before anything is written
             check_unique(verified)
-            groups = await asyncio.gather(*(push_assembled(copier, registries, s) for s in plan.assemble_steps))
+            groups = await tasks.gather(*(push_assembled(copier, registries, s) for s in plan.assemble_steps))
             assembled = [await verify_children(place, target, g) for g in groups]
             ordered = in_matrix_order(plan, verified, assembled)
-            return await push_index(place, plan, ordered, registries)
+            return await push_index(place, plan, ordered, registries, seen)
 
     return asyncio.run(run())

@@ -12,24 +12,29 @@ from manifesto.oci.platform import Platform
 
 @dataclass(frozen=True)
 class ImageConfig:
-    """Platform and a few descriptive facts of an image, from its config JSON."""
+    """Platform and a few descriptive facts of an image, from its config JSON.
 
-    platform: Platform
+    `platform` is None for a config that names no os/architecture: valid content (cosign
+    signatures say "", an artifact's image config may be `{}`), but no platform image.
+    """
+
+    platform: Platform | None
     created: str | None
     entrypoint: tuple[str, ...]
     cmd: tuple[str, ...]
     labels: dict[str, str]
 
     @classmethod
-    def parse(cls, raw: bytes, where: str = "config") -> ImageConfig:
+    def parse(cls, raw: bytes, where: str = "config", *, require_platform: bool = True) -> ImageConfig:
+        """Read a config blob; one that names no platform is an error unless `require_platform` is off."""
         try:
             doc: Any = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
             raise ContentError(f"{where}: not valid JSON ({e})") from None
         if not isinstance(doc, dict):
             raise ContentError(f"{where}: not a JSON object")
-        platform = Platform.from_dict(doc)
-        if platform is None:
+        platform = Platform.from_dict(doc) if doc.get("os") and doc.get("architecture") else None
+        if platform is None and require_platform:
             raise ContentError(f"{where}: no os/architecture")
         inner = doc.get("config") or {}
         if not isinstance(inner, dict):

@@ -77,6 +77,12 @@ class Descriptor:
         return self.annotations.get(ATTESTATION_TYPE_KEY) == "attestation-manifest"
 
     @property
+    def artifact_type(self) -> str | None:
+        """The `artifactType` an index gives for an artifact entry (referrers indexes do)."""
+        value = self.extra.get("artifactType")
+        return value if isinstance(value, str) and value else None
+
+    @property
     def attests(self) -> str | None:
         """The digest of the image an attestation describes."""
         return self.annotations.get(ATTESTATION_SUBJECT_KEY) if self.is_attestation else None

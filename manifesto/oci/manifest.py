@@ -38,6 +38,14 @@ def _annotations(doc: dict[str, Any], where: str) -> dict[str, str]:
     return dict(annotations)
 
 
+def _artifact_type(doc: dict[str, Any], where: str) -> str | None:
+    """The document's `artifactType` (OCI manifest.md, image-index.md), checked to be a string."""
+    value = doc.get("artifactType")
+    if value is not None and not isinstance(value, str):
+        raise ContentError(f"{where}: artifactType must be a string")
+    return value or None
+
+
 def detect_media_type(raw: bytes, content_type: str | None = None) -> str:
     """The manifest media type: from Content-Type if it names one, else from the document."""
     if content_type:
@@ -78,12 +86,13 @@ class _Document:
 
 @dataclass(frozen=True)
 class ImageManifest(_Document):
-    """A single-image manifest: config and layers."""
+    """A single-image manifest: config and layers (or an artifact's, see `artifact`)."""
 
     config: Descriptor
     layers: tuple[Descriptor, ...]
     annotations: dict[str, str] = field(default_factory=dict)
     subject: Descriptor | None = None
+    artifact_type: str | None = None  # as declared by `artifactType`
 
     @classmethod
     def parse(cls, raw: bytes, media_type: str, where: str = "manifest") -> ImageManifest:
@@ -100,7 +109,23 @@ class ImageManifest(_Document):
             layers=tuple(Descriptor.from_dict(d, f"{where}: layer {i}") for i, d in enumerate(layers)),
             annotations=_annotations(doc, where),
             subject=Descriptor.from_dict(subject, f"{where}: subject") if subject else None,
+            artifact_type=_artifact_type(doc, where),
         )
+
+    @property
+    def has_image_config(self) -> bool:
+        """True if the config is an image config (one that may name a platform)."""
+        return self.config.media_type in mediatype.CONFIG_TYPES
+
+    @property
+    def artifact(self) -> str | None:
+        """The artifact type, None for an image.
+
+        OCI manifest.md: `artifactType`, else the config media type when that is not an image
+        config (a helm chart's, the empty config). A cosign signature has an image config that
+        names no platform: that is an image without a platform, not an artifact type.
+        """
+        return self.artifact_type or (None if self.has_image_config else self.config.media_type)
 
     def blobs(self) -> tuple[Descriptor, ...]:
         """Every blob the manifest references: config first, then layers."""
@@ -113,6 +138,8 @@ class ImageIndex(_Document):
 
     manifests: tuple[Descriptor, ...]
     annotations: dict[str, str] = field(default_factory=dict)
+    subject: Descriptor | None = None
+    artifact_type: str | None = None  # as declared by `artifactType`
 
     @classmethod
     def parse(cls, raw: bytes, media_type: str, where: str = "index") -> ImageIndex:
@@ -121,11 +148,14 @@ class ImageIndex(_Document):
         entries = doc.get("manifests")
         if not isinstance(entries, list):
             raise ContentError(f"{where}: manifests must be a list")
+        subject = doc.get("subject")
         return cls(
             raw=raw,
             media_type=media_type,
             manifests=tuple(Descriptor.from_dict(d, f"{where}: manifests[{i}]") for i, d in enumerate(entries)),
             annotations=_annotations(doc, where),
+            subject=Descriptor.from_dict(subject, f"{where}: subject") if subject else None,
+            artifact_type=_artifact_type(doc, where),
         )
 
     @classmethod

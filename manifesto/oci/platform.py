@@ -213,6 +213,27 @@ class Platform:
         return _UNAME.get(self.architecture)
 
 
+def contrast(a: Platform, b: Platform) -> tuple[str, str]:
+    """Both platforms as text that shows where they differ, for a contradiction message.
+
+    `os/arch/variant` alone can read the same on both sides ("windows/amd64 but windows/amd64"):
+    os.version and os.features are added, on both sides, when they differ.
+    """
+    extra_a: list[str] = []
+    extra_b: list[str] = []
+    if (a.os_version or "") != (b.os_version or ""):
+        extra_a.append(f"os.version {a.os_version or 'none'}")
+        extra_b.append(f"os.version {b.os_version or 'none'}")
+    if sorted(a.os_features) != sorted(b.os_features):
+        extra_a.append(f"os.features {','.join(a.os_features) or 'none'}")
+        extra_b.append(f"os.features {','.join(b.os_features) or 'none'}")
+
+    def text(p: Platform, extra: list[str]) -> str:
+        return f"{p} ({'; '.join(extra)})" if extra else str(p)
+
+    return text(a, extra_a), text(b, extra_b)
+
+
 def parse_all(texts: list[str]) -> list[Platform]:
     """Parse several platforms and refuse duplicates after normalization."""
     seen: dict[tuple[str, ...], str] = {}

@@ -46,5 +46,8 @@ class Store(Protocol):
     def read_blob(self, repo: str, digest: Digest) -> AsyncIterator[bytes]:
         """Stream a blob's bytes; the stream raises DigestMismatch at its end if they are wrong."""
 
+    async def read_blob_bytes(self, repo: str, digest: Digest, limit: int = 16 * 1024 * 1024) -> bytes:
+        """A small blob (a config) in memory, verified; ContentError past `limit` bytes."""
+
     async def write_blob(self, repo: str, descriptor: Descriptor, source: Path | AsyncIterator[bytes]) -> None:
         """Store a blob from a file or a chunk stream, verifying digest and size."""

@@ -2,8 +2,9 @@
 
 One JSON file per list under `$XDG_DATA_HOME/manifesto/lists/`. Writes go to a temp file and
 are renamed into place, and every read-modify-write holds an exclusive lock on the list's lock
-file, so two processes amending the same list cannot lose each other's entries. Each entry
-keeps the child manifest's exact bytes, so a push sends what `create` saw.
+file, so two processes amending the same list cannot lose each other's entries. A lock file
+lives no longer than its draft (see `DraftStore.locked`). Each entry keeps the child manifest's
+exact bytes, so a push sends what `create` saw.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from manifesto.errors import ContentError, NotFound, UsageError
+from manifesto.errors import ContentError, ManifestoError, NotFound, UsageError
 from manifesto.fileio import write_atomic
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import Reference
 
 VERSION = 1
+_LOCK_ATTEMPTS = 1000  # a retry means another process removed the lock file meanwhile
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ class DraftStore:
         write_atomic(self._path(draft.name), json.dumps(draft.to_json(), indent=1).encode())
 
     def delete(self, name: Reference) -> None:
-        """Remove a draft under its lock (the lock file stays: a concurrent holder keeps it)."""
+        """Remove a draft under its lock; leaving the lock then removes the lock file too."""
         with self.locked(name):
             try:
                 self._path(name).unlink()
@@ -158,15 +160,42 @@ class DraftStore:
 
     @contextlib.contextmanager
     def locked(self, name: Reference) -> Iterator[None]:
-        """Hold the list's exclusive lock across a read-modify-write."""
-        lock = self._path(name).with_suffix(".lock")
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
+        """Hold the list's exclusive lock across a read-modify-write.
+
+        Leaving the lock with no draft on disk (after `rm` or `push --purge`, or on a list that
+        does not exist) unlinks the lock file while still holding it, so no lock file outlives
+        its draft. Waiters stay safe because a lock counts only while the path still names the
+        inode locked: a process that was waiting on the unlinked file sees it is gone and locks
+        the path afresh, so two holders never hold locks on different files at once.
+        """
+        path = self._path(name)
+        lock = path.with_suffix(".lock")
+        for _ in range(_LOCK_ATTEMPTS):
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
-                yield
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if not _names(lock, fd):
+                    continue  # the holder before us removed it: lock the file there now
+                try:
+                    yield
+                finally:
+                    if not path.exists():
+                        lock.unlink(missing_ok=True)
+                return
             finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+                os.close(fd)  # releases the lock
+        raise ManifestoError(f"cannot lock the local manifest list {name.familiar}: its lock file keeps being removed")
+
+
+def _names(path: Path, fd: int) -> bool:
+    """True if `path` still names the open file `fd`."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def find_entry(draft: Draft, source: Reference) -> int:

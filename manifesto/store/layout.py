@@ -285,6 +285,12 @@ class LayoutStore:
             got = f"{digest.algorithm}:{hasher.hexdigest()}"
             raise DigestMismatch(f"{self.path}: blob {digest}: digest mismatch, its bytes hash to {got}")
 
+    async def read_blob_bytes(self, repo: str, digest: Digest, limit: int = 16 * 1024 * 1024) -> bytes:
+        """A small blob (a config) in memory, verified."""
+        if (await self.blob_size(repo, digest) or 0) > limit:
+            raise ContentError(f"{self.path}: blob {digest} is larger than {limit} bytes")
+        return b"".join([chunk async for chunk in self.read_blob(repo, digest)])
+
     async def write_blob(self, repo: str, descriptor: Descriptor, source: Path | AsyncIterator[bytes]) -> None:
         """Store a blob from a file (copied, streamed) or a chunk stream, verifying digest and size.
 

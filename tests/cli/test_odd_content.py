@@ -40,7 +40,8 @@ def _config(**inner) -> bytes:
 def test_an_artifact_manifest_is_shown_without_a_platform(cli, registry):
     ref = _image(registry, "odd/helm", "chart", b"{}", "application/vnd.cncf.helm.config.v1+json")
     out = ok(cli("inspect", ref))
-    assert "MediaType: " + OCI_MANIFEST in out and "Platform:" not in out
+    assert "MediaType: " + OCI_MANIFEST in out and "Platform:  unknown" in out
+    assert "Artifact:  application/vnd.cncf.helm.config.v1+json" in out
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from manifesto.errors import InvalidPlatform, UsageError
-from manifesto.oci.platform import Platform, parse_all
+from manifesto.oci.platform import Platform, contrast, parse_all
 
 ALIASES = [
     # given, expected str()
@@ -202,3 +202,28 @@ def test_with_returns_a_new_object() -> None:
     assert str(p) == "linux/arm/v7" and str(q) == "linux/arm/v6"
     with pytest.raises(AttributeError):
         p.variant = "v5"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        (Platform("linux", "s390x"), Platform("linux", "arm64", "v8"), ("linux/s390x", "linux/arm64/v8")),
+        (
+            Platform("windows", "amd64", os_version="10.0.17763.1"),
+            Platform("windows", "amd64", os_version="10.0.20348.2"),
+            ("windows/amd64 (os.version 10.0.17763.1)", "windows/amd64 (os.version 10.0.20348.2)"),
+        ),
+        (
+            Platform("linux", "amd64", os_features=("sse4",)),
+            Platform("linux", "s390x"),
+            ("linux/amd64 (os.features sse4)", "linux/s390x (os.features none)"),
+        ),
+        (
+            Platform("windows", "amd64", os_version="1", os_features=("win32k",)),
+            Platform("windows", "arm64", os_version="2", os_features=("win32k",)),
+            ("windows/amd64 (os.version 1)", "windows/arm64 (os.version 2)"),
+        ),
+    ],
+)
+def test_contrast_shows_the_fields_that_differ(a, b, expected) -> None:
+    assert contrast(a, b) == expected

@@ -212,6 +212,22 @@ class Request:
         return self.method == "PUT" and self.manifest_ref() is not None
 
 
+def stored_writes(requests: list[Request]) -> list[Request]:
+    """The write requests, less the push-access probe: an upload session opened (POST with no
+    query) and cancelled (DELETE of an upload session) stores nothing."""
+    cancelled = sum(1 for r in requests if r.method == "DELETE" and "/blobs/uploads/" in r.path)
+    out = []
+    for r in requests:
+        if r.method == "DELETE" and "/blobs/uploads/" in r.path:
+            continue
+        if r.method == "POST" and r.path.endswith("/blobs/uploads/") and not r.query and cancelled:
+            cancelled -= 1
+            continue
+        if r.is_write:
+            out.append(r)
+    return out
+
+
 class AccessLog:
     """The registry's access log: `mark()` an offset, run something, `since(mark)` what it did."""
 
@@ -323,5 +339,6 @@ __all__ = [
     "sha256",
     "slug",
     "spec_file",
+    "stored_writes",
     "tags_of",
 ]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.publish.conftest import AccessLog, State, one_error_line, spec_file, tags_of
+from tests.publish.conftest import AccessLog, State, one_error_line, spec_file, stored_writes, tags_of
 from tests.support import ArchImage, Registry, build_image, push_image, skopeo
 from tests.support.images import MT_OCI_INDEX, _write_blob, canonical_json
 
@@ -76,7 +76,7 @@ def test_one_failing_platform_fails_the_publish_and_nothing_is_pushed(
     assert "Traceback" not in err
     requests = log.since(mark)
     assert_nothing_pushed(registry, repo, requests)
-    assert [r for r in requests if r.is_write] == []  # not even the amd64 image by digest
+    assert stored_writes(requests) == []  # not even the amd64 image by digest
     assert tags_of(registry, f"arm64v8/{repo.split('/')[-1]}") is None
 
 
@@ -219,7 +219,7 @@ def test_buildx_without_a_docker_engine_is_a_clear_error(
     assert first.startswith("manifesto: error: linux/amd64:") and "buildx" in first, err
     assert re.search(r"docker (engine|daemon)|docker.*(not (installed|found))", first), first
     assert "--builder buildah" in err  # the way out
-    assert [r for r in log.since(mark) if r.is_write] == []
+    assert stored_writes(log.since(mark)) == []
 
 
 # ---- doctor -------------------------------------------------------------------------------------------

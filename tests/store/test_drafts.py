@@ -81,10 +81,20 @@ def test_delete(tmp_path: Path) -> None:
     store.delete(LIST)
     assert not store.exists(LIST)
     assert store.names() == []
-    # only the lock file stays: unlinking it would let two holders lock different inodes
-    assert [p.suffix for p in tmp_path.iterdir()] == [".lock"]
+    assert list(tmp_path.iterdir()) == [], "the lock file outlived its draft"
     with pytest.raises(NotFound):
         store.delete(LIST)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_lock_taken_on_a_missing_list_leaves_no_lock_file(tmp_path: Path) -> None:
+    store = DraftStore(tmp_path)
+    with pytest.raises(NotFound), store.locked(LIST):  # what annotate does on a missing list
+        store.load(LIST)
+    assert list(tmp_path.iterdir()) == []
+    with store.locked(LIST):  # a list created under the lock keeps its lock file
+        store.save(Draft(LIST))
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".lock"]
 
 
 def test_load_missing_is_not_found(tmp_path: Path) -> None:
@@ -198,6 +208,30 @@ def test_two_processes_amending_one_draft_lose_nothing(tmp_path: Path) -> None:
     assert len(entries) == 40
     assert len({e.descriptor.digest for e in entries}) == 40
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def _churn(root: str, worker: int, count: int) -> None:
+    """Create and delete the list under its lock; a marker made with O_EXCL proves exclusivity."""
+    store = DraftStore(Path(root))
+    marker = Path(root) / "inside"
+    for _ in range(count):
+        with store.locked(LIST):
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # fails if another holds it
+            os.close(fd)
+            store.save(Draft(LIST))
+            store._path(LIST).unlink()  # gone again: the lock file is unlinked as the section ends
+            marker.unlink()
+
+
+def test_removing_the_lock_file_keeps_the_lock_exclusive(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_churn, args=(str(tmp_path), w, 150)) for w in range(3)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(120)
+    assert [p.exitcode for p in workers] == [0, 0, 0], "two processes held the lock at once"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_find_entry_by_tag_and_by_digest() -> None:

@@ -182,6 +182,7 @@ class TokenServer:
             allow_anonymous=allow_anonymous,
             token_field=token_field,
             strict_expiry=strict_expiry,
+            valid_for=None,
         )
         self._apply(self._defaults)
         self._requests: list[TokenRequest] = []
@@ -200,6 +201,7 @@ class TokenServer:
         self.allow_anonymous: bool = cfg["allow_anonymous"]
         self.token_field: TokenField | None = cfg["token_field"]
         self.strict_expiry: bool = cfg["strict_expiry"]
+        self.valid_for: int | None = cfg["valid_for"]
 
     _UNSET: Any = object()
 
@@ -212,11 +214,15 @@ class TokenServer:
         allow_anonymous: bool = _UNSET,
         token_field: TokenField | None = _UNSET,
         strict_expiry: bool = _UNSET,
+        valid_for: int | None = _UNSET,
     ) -> TokenServer:
         """Change behaviour for the rest of the test (``reset`` restores defaults).
 
         ``strict_expiry=True`` back-dates ``exp`` by distribution's 60 s leeway so the
         registry itself starts rejecting a token ``expires_in`` seconds after issue.
+        ``valid_for=N`` makes the registry reject tokens N seconds after issue while
+        ``expires_in`` still announces the full lifetime (a revoked token, a registry clock
+        running ahead); ``None`` turns it off.
         """
         with self._lock:
             if users is not self._UNSET:
@@ -231,6 +237,8 @@ class TokenServer:
                 self.token_field = token_field
             if strict_expiry is not self._UNSET:
                 self.strict_expiry = bool(strict_expiry)
+            if valid_for is not self._UNSET:
+                self.valid_for = valid_for
         return self
 
     def reset(self) -> None:
@@ -334,6 +342,8 @@ class TokenServer:
         exp = now + lifetime
         if self.strict_expiry:
             exp -= REGISTRY_LEEWAY_SECONDS
+        if self.valid_for is not None and expires_in is None:
+            exp = now + self.valid_for - REGISTRY_LEEWAY_SECONDS
         access = []
         for key, actions in granted.items():
             rtype, _, name = key.partition(":")

@@ -4,7 +4,11 @@ The registry answers 401 with `WWW-Authenticate` (RFC 7235). For `Basic` we send
 credential; for `Bearer` we fetch a token from the realm (distribution's token.md: GET with
 service and scope, Basic credentials if any) or, holding an identity token, by OAuth2 POST with
 grant_type=refresh_token (oauth.md). Tokens are cached per scope set until `expires_in` (default
-60 s) runs out. One 401 gets one new token; a second 401 is an answer, never a loop.
+60 s) runs out. One 401 gets one new token; a second 401 is an answer, never a loop. A refused
+token discredits every token issued at or before it (revoked, or the registry's clock runs
+ahead): the retry uses one fetched after the refusal, never another cached one as old.
+Credentials go only to the realm the registry named: a redirect away from it carries no
+Authorization (httpx drops it) and an identity token is never posted on to another place.
 """
 
 from __future__ import annotations
@@ -135,6 +139,7 @@ class _Token:
     value: str
     scopes: frozenset[tuple[str, frozenset[str]]]
     expires_at: float
+    serial: int  # order of issue: a refused token discredits every token at or below its serial
 
 
 class Authenticator:
@@ -159,6 +164,7 @@ class Authenticator:
         self._clock = clock
         self._challenge: Challenge | None = None
         self._tokens: list[_Token] = []
+        self._serials: dict[str, int] = {}  # every token value fetched -> its latest serial
         self._fetching = asyncio.Lock()
         self.token_fetches = 0
 
@@ -188,9 +194,10 @@ class Authenticator:
         return None
 
     def _cached(self, scopes: frozenset[str]) -> str | None:
+        """The newest unexpired token covering `scopes` (newest: see `_distrust`)."""
         now = self._clock()
         self._tokens = [t for t in self._tokens if t.expires_at > now]
-        for token in self._tokens:
+        for token in reversed(self._tokens):
             if token.expires_at > now and self._covers(token, scopes):
                 return token.value
         return None
@@ -200,8 +207,9 @@ class Authenticator:
     ) -> str:
         """Handle a 401 to a request sent with `sent`: return the Authorization to retry with.
 
-        Learns the scheme; for Bearer, drops the refused token and fetches one fresh token,
-        unless a concurrent request already fetched a different one that covers these scopes.
+        Learns the scheme; for Bearer, distrusts the refused token (see `_distrust`) and fetches
+        one fresh token, unless a concurrent request already fetched, after this refusal's
+        token, one that covers these scopes. Call it only for the registry's own challenges.
         """
         challenges = parse_challenges(www_authenticate or "")
         chosen = next((c for c in challenges if c.scheme == "bearer"), None) or next(
@@ -216,11 +224,29 @@ class Authenticator:
                 raise AuthError(f"{self.registry}: authentication required; run `manifesto login {self.registry}`")
             return value
         wanted = merge_scopes(scopes, chosen.scopes)
-        refused = sent.removeprefix("Bearer ") if sent else None
+        refused = sent.removeprefix("Bearer ") if sent and sent.startswith("Bearer ") else None
         async with self._fetching:
-            self._tokens = [t for t in self._tokens if t.value != refused]
+            if refused is not None:
+                self._distrust(refused, chosen.params.get("error"))
             value = self._cached(wanted) or await self._fetch_token(http, chosen, wanted)
         return f"Bearer {value}"
+
+    def _distrust(self, refused: str, error: str | None) -> None:
+        """Drop the refused token and, unless it was merely too narrow, every token issued with it.
+
+        RFC 6750 §3.1: `insufficient_scope` means the token is good but does not cover the
+        request (a mount from a repository we may not pull): only it goes. Otherwise (an
+        `invalid_token`, or no reason given) the cause — revocation, the registry's clock
+        running ahead of `expires_in` — applies as much to every token issued at or before it,
+        whatever its scopes. Requests take the newest covering token, so one that survives and
+        covers the request was fetched after the request took its token: a genuinely new one
+        (shared by concurrent requests refused alike), never another as old as the refused.
+        """
+        if error == "insufficient_scope":
+            self._tokens = [t for t in self._tokens if t.value != refused]
+            return
+        serial = self._serials.get(refused, self.token_fetches)
+        self._tokens = [t for t in self._tokens if t.serial > serial]
 
     def _basic(self) -> str | None:
         cred = self.credential
@@ -246,7 +272,8 @@ class Authenticator:
                 form["service"] = service
             if ordered:
                 form["scope"] = " ".join(ordered)
-            send = lambda: http.post(realm, data=form)  # noqa: E731
+            # A 307/308 would repeat the body, refresh token and all, to wherever it points.
+            send = lambda: http.post(realm, data=form, follow_redirects=False)  # noqa: E731
         else:
             params = [("service", service)] if service else []
             params += [("scope", s) for s in ordered]
@@ -254,12 +281,19 @@ class Authenticator:
             if cred is not None:
                 params.append(("account", cred.username))
                 headers["Authorization"] = self._basic() or ""
+            # httpx drops Authorization on a redirect to another origin: Basic stays with the realm.
             send = lambda: http.get(realm, params=params, headers=headers)  # noqa: E731
         host = httpx.URL(realm).host
         try:
             response = await retry.send(send, attempts=self.attempts, backoff=self.backoff)
         except httpx.HTTPError as e:
             raise NetworkError(f"{self.registry}: token service {host} unreachable: {e}") from None
+        if response.is_redirect:
+            where = response.next_request.url.host if response.next_request else "elsewhere"
+            raise AuthError(
+                f"{self.registry}: token service {host} redirected to {where}; manifesto posts "
+                "an identity token only to the realm the registry names"
+            )
         if response.status_code != 200:
             _, message = parse_body(response.content, response.headers.get("content-type", ""))
             detail = f" (HTTP {response.status_code})" + (f": {message}" if message else "")
@@ -277,7 +311,8 @@ class Authenticator:
         if not isinstance(expires, int) or expires <= 0:
             expires = DEFAULT_EXPIRES
         _register_secret(value)
-        self._tokens.append(_Token(value, _scope_key(scopes), self._clock() + max(expires - CLOCK_SKEW, 1)))
+        serial = self._serials[value] = self.token_fetches
+        self._tokens.append(_Token(value, _scope_key(scopes), self._clock() + max(expires - CLOCK_SKEW, 1), serial))
         log.debug("token_fetched", registry=self.registry, scopes=ordered, expires_in=expires)
         return value
 

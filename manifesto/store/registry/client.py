@@ -19,6 +19,8 @@ from urllib.parse import quote
 import httpx
 
 from manifesto.errors import (
+    AuthError,
+    ConnectionLost,
     ContentError,
     DigestMismatch,
     NetworkError,
@@ -34,18 +36,18 @@ from manifesto.oci.reference import is_loopback_host
 from manifesto.store.base import Fetched
 from manifesto.store.registry import retry
 from manifesto.store.registry.auth import Authenticator, repository_scope
+from manifesto.store.registry.bodies import CHUNK, DOING, Capped, content_length, verified_digest
 from manifesto.store.registry.credentials import Credential
 from manifesto.store.registry.errors import error_for
 from manifesto.store.registry.tls import OnFirstUse, ssl_context
+from manifesto.store.registry.uploads import Uploads
 
 log = get_logger("manifesto.registry")
 
-CHUNK = 1024 * 1024
 CERTS_DIR = Path(os.environ.get("MANIFESTO_CERTS_D", "/etc/docker/certs.d"))
-_OCTET = "application/octet-stream"
 
 
-class RegistryClient:
+class RegistryClient(Uploads):
     """Talks to one registry. Use as `async with RegistryClient(host) as c: ...`."""
 
     def __init__(
@@ -73,6 +75,7 @@ class RegistryClient:
         self.attempts = attempts
         self.backoff = backoff
         self.chunk_size = chunk_size
+        self.certs_dir = certs_dir
         # Requests that send a body take slots of their own: an upload whose body streams from a
         # GET on this same client must never wait for a slot that uploads are holding.
         self._limit = asyncio.Semaphore(max_concurrency)
@@ -120,8 +123,15 @@ class RegistryClient:
         stream: bool = False,
         replayable: bool = True,
         ok_401: bool = False,
+        max_body: int | None = None,
+        doing: str | None = None,
     ) -> httpx.Response:
-        """Send a request; answer one 401 with one fresh credential; retry transient faults."""
+        """Send a request; answer one 401 with one fresh credential; retry transient faults.
+
+        The body is read inside each attempt (unless `stream`), so a body cut short is retried
+        like any failed request; `max_body` caps it (ContentError, not retried). `doing` names
+        the exchange in "connection lost while ..." messages.
+        """
         if not self._scheme_known:
             await self._choose_scheme()
         if not url.startswith(("http://", "https://")):
@@ -150,8 +160,16 @@ class RegistryClient:
                     http_version=resp.http_version,
                     ms=round((time.perf_counter() - started) * 1000, 1),
                 )
-                if not stream:
-                    await resp.aread()
+                if max_body is not None:
+                    resp.stream = Capped(resp.stream, max_body, what)
+                if not stream or max_body is not None:
+                    try:
+                        await resp.aread()
+                    except BaseException:
+                        await resp.aclose()
+                        raise
+                    if max_body is not None and len(resp.content) > max_body:  # decoded size
+                        raise ContentError(f"{what}: larger than {max_body} bytes")
                 return resp
 
             try:
@@ -163,7 +181,17 @@ class RegistryClient:
                         on_retry=lambda why: log.info("request_retry", what=what, reason=why),
                     )
             except httpx.HTTPError as e:
-                raise NetworkError(f"{what}: cannot reach {self.registry}: {_describe(e)}") from None
+                doing = doing or f"{DOING.get(method, 'sending')} {what}"
+                raise retry.network_error(
+                    e, registry=self.registry, what=what, doing=doing, certs_dir=self.certs_dir
+                ) from None
+            if resp.status_code == 401 and not self._same_origin(resp.url):
+                # A challenge from wherever a redirect led is not the registry's: never answered.
+                await resp.aclose()
+                raise AuthError(
+                    f"{what}: the registry sent us to {resp.url.netloc.decode()}, which asks for "
+                    f"credentials; manifesto sends credentials only to {self.registry}"
+                )
             if resp.status_code != 401 or round_ == 1 or not replayable or not own:
                 break
             challenge = resp.headers.get("www-authenticate", "")
@@ -181,7 +209,21 @@ class RegistryClient:
         target, base = httpx.URL(url), httpx.URL(self.base)
         if base.scheme == "https" and target.scheme == "http" and not is_loopback_host(target.netloc.decode()):
             raise RegistryError(f"{what}: the registry sent us to plain HTTP ({target.host}); refusing")
-        return (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port)
+        return self._same_origin(target)
+
+    def _same_origin(self, url: httpx.URL) -> bool:
+        """Whether `url` (a request's, or a response's after redirects) is the registry's origin.
+
+        Credentials and challenges belong to that origin (scheme, host, port) alone: a response
+        is judged by where it came from in the end, never by the URL that started the chain.
+        """
+        base = httpx.URL(self.base)
+        default = {"https": 443, "http": 80}
+        return (url.scheme, url.host, url.port or default.get(url.scheme)) == (
+            base.scheme,
+            base.host,
+            base.port or default.get(base.scheme),
+        )
 
     async def _choose_scheme(self) -> None:
         """HTTPS if the registry answers it, else plain HTTP (only for loopback or --insecure)."""
@@ -205,17 +247,19 @@ class RegistryClient:
     # ---- manifests ------------------------------------------------------------------------
 
     async def get_manifest(self, repo: str, reference: str) -> Fetched:
-        what = f"manifest {self.registry}/{repo}{_sep(reference)}{reference}"
+        name = f"{self.registry}/{repo}{_sep(reference)}{reference}"
+        what = f"manifest {name}"
         resp = await self.request(
             "GET",
             self._url(repo, "manifests", reference),
             scopes=frozenset({repository_scope(repo, "pull")}),
             headers={"Accept": mediatype.ACCEPT_MANIFESTS},
             what=what,
-            stream=True,
+            max_body=MAX_MANIFEST_BYTES,
+            doing=f"reading the manifest of {name}",
         )
-        raw = await _read_capped(resp, MAX_MANIFEST_BYTES, what)
-        digest = _verified_digest(raw, reference, resp.headers.get("docker-content-digest"), what)
+        raw = resp.content
+        digest = verified_digest(raw, reference, resp.headers.get("docker-content-digest"), what)
         media_type = detect_media_type(raw, resp.headers.get("content-type"))
         return Fetched(raw=raw, media_type=media_type, digest=digest)
 
@@ -238,7 +282,7 @@ class RegistryClient:
         digest = Digest.parse(header)
         if is_digest(reference) and str(digest) != reference:
             raise DigestMismatch(f"{what}: registry named digest {digest}")
-        return Descriptor(media_type, digest, _content_length(resp, what))
+        return Descriptor(media_type, digest, content_length(resp, what))
 
     async def put_manifest(self, repo: str, reference: str, raw: bytes, media_type: str) -> Digest:
         what = f"manifest {self.registry}/{repo}{_sep(reference)}{reference}"
@@ -273,16 +317,19 @@ class RegistryClient:
             )
         except NotFound:
             return None
-        return _content_length(resp, f"blob {self.registry}/{repo}@{digest}")
+        return content_length(resp, f"blob {self.registry}/{repo}@{digest}")
 
     async def read_blob(self, repo: str, digest: Digest) -> AsyncIterator[bytes]:
-        what = f"blob {self.registry}/{repo}@{digest}"
+        """A blob as a stream, verified at the end. A download cut short is ConnectionLost:
+        what was already passed on cannot be taken back, so the caller restarts (transfer.py)."""
+        what, doing = f"blob {self.registry}/{repo}@{digest}", f"downloading blob {digest} from {self.registry}/{repo}"
         resp = await self.request(
             "GET",
             self._url(repo, "blobs", str(digest)),
             scopes=frozenset({repository_scope(repo, "pull")}),
             what=what,
             stream=True,
+            doing=doing,
         )
         hasher = digest.hasher()
         try:
@@ -290,21 +337,25 @@ class RegistryClient:
                 hasher.update(chunk)
                 yield chunk
         except httpx.HTTPError as e:
-            raise NetworkError(f"{what}: download broke off: {_describe(e)}") from None
+            raise ConnectionLost(doing, 1, _describe(e)) from None
         finally:
             await resp.aclose()
         if hasher.hexdigest() != digest.hex:
             raise DigestMismatch(f"{what}: content hashes to {digest.algorithm}:{hasher.hexdigest()}")
 
     async def read_blob_bytes(self, repo: str, digest: Digest, limit: int = 16 * 1024 * 1024) -> bytes:
-        """A small blob (a config) in memory, verified."""
-        parts, total = [], 0
-        async for chunk in self.read_blob(repo, digest):
-            total += len(chunk)
-            if total > limit:
-                raise ContentError(f"blob {digest} is larger than {limit} bytes")
-            parts.append(chunk)
-        return b"".join(parts)
+        """A small blob (a config) in memory, verified; a body cut short is retried whole."""
+        what = f"blob {self.registry}/{repo}@{digest}"
+        resp = await self.request(
+            "GET",
+            self._url(repo, "blobs", str(digest)),
+            scopes=frozenset({repository_scope(repo, "pull")}),
+            what=what,
+            max_body=limit,
+            doing=f"downloading blob {digest} from {self.registry}/{repo}",
+        )
+        digest.verify(resp.content, what)
+        return resp.content
 
     async def mount_blob(self, repo: str, descriptor: Descriptor, from_repo: str) -> str | None:
         """Try a cross-repository mount. Returns None when mounted, else an upload Location."""
@@ -329,160 +380,32 @@ class RegistryClient:
             return self._location(resp, what)
         raise RegistryError(f"{what}: unexpected HTTP {resp.status_code}", status=resp.status_code)
 
-    async def write_blob(
-        self,
-        repo: str,
-        descriptor: Descriptor,
-        source: Path | AsyncIterator[bytes],
-        *,
-        location: str | None = None,
-    ) -> None:
-        """Upload a blob (monolithic, or chunked with `chunk_size`), verifying the result.
+    async def check_push(self, repo: str, name: str | None = None) -> None:
+        """Raise unless we may push to `repo`: open a blob upload session there, then cancel it.
 
-        A file source is re-readable, so a broken upload session is restarted from a new
-        session (distribution 2.8 answers 404 BLOB_UPLOAD_INVALID/UNKNOWN to replays).
+        Why not GET /v2/: on a token registry anonymous pull tokens go to anyone, so only asking
+        for pull+push on the repository, as a push will, proves anything. AuthError when refused,
+        NetworkError when unreachable; writes nothing (an abandoned session expires on its own).
         """
-        what = f"blob upload {self.registry}/{repo}@{descriptor.digest}"
-        restarts = 2 if isinstance(source, Path) else 0
-        for round_ in range(restarts + 1):
-            if location is None:
-                location = await self._start_upload(repo)
-            try:
-                if self.chunk_size and isinstance(source, Path):
-                    await self._upload_chunked(repo, location, descriptor, source, what)
-                else:
-                    await self._upload_monolithic(repo, location, descriptor, source, what)
-                return
-            except (NotFound, NetworkError) as e:
-                if await self.blob_size(repo, descriptor.digest) == descriptor.size:
-                    return  # the final PUT landed before the connection broke
-                if round_ == restarts:
-                    raise
-                log.info("upload_restart", what=what, reason=str(e))
-                location = None
-
-    async def _start_upload(self, repo: str) -> str:
-        what = f"blob upload to {self.registry}/{repo}"
-        resp = await self.request(
-            "POST",
-            f"/v2/{repo}/blobs/uploads/",
-            scopes=frozenset({repository_scope(repo, "pull", "push")}),
-            what=what,
-        )
-        return self._location(resp, what)
-
-    def _location(self, resp: httpx.Response, what: str) -> str:
-        loc = resp.headers.get("location")
-        if not loc:
-            raise RegistryError(f"{what}: registry gave no upload Location", status=resp.status_code)
-        return str(resp.url.join(loc))
-
-    async def _upload_monolithic(
-        self, repo: str, location: str, descriptor: Descriptor, source: Path | AsyncIterator[bytes], what: str
-    ) -> None:
-        if isinstance(source, Path):
-            content: Callable[[], Any] = lambda: _file_chunks(source)
-        else:
-            content = lambda: source  # noqa: E731 — a stream is sent once
-        resp = await self.request(
-            "PUT",
-            location,
-            params={"digest": str(descriptor.digest)},
-            headers={"Content-Type": _OCTET, "Content-Length": str(descriptor.size)},
-            content=content,
-            scopes=frozenset({repository_scope(repo, "pull", "push")}),
-            what=what,
-            replayable=isinstance(source, Path),
-        )
-        self._check_blob_answer(resp, descriptor, what)
-
-    async def _upload_chunked(self, repo: str, location: str, descriptor: Descriptor, source: Path, what: str) -> None:
-        assert self.chunk_size
         scopes = frozenset({repository_scope(repo, "pull", "push")})
-        offset = 0
-        with source.open("rb") as f:
-            while offset < descriptor.size:
-                data = f.read(self.chunk_size)
-                if not data:
-                    break
-                end = offset + len(data) - 1
-                resp = await self.request(
-                    "PATCH",
-                    location,
-                    headers={"Content-Type": _OCTET, "Content-Range": f"{offset}-{end}", "Content-Length": str(len(data))},
-                    content=lambda d=data: d,
-                    scopes=scopes,
-                    what=what,
-                    replayable=False,
-                )
-                location = self._location(resp, what)
-                offset = end + 1
         resp = await self.request(
-            "PUT",
-            location,
-            params={"digest": str(descriptor.digest)},
-            headers={"Content-Type": _OCTET, "Content-Length": "0"},
-            scopes=scopes,
-            what=what,
-            replayable=False,
+            "POST", f"/v2/{repo}/blobs/uploads/", scopes=scopes, what=f"push to {name or f'{self.registry}/{repo}'}"
         )
-        self._check_blob_answer(resp, descriptor, what)
-
-    def _check_blob_answer(self, resp: httpx.Response, descriptor: Descriptor, what: str) -> None:
-        if resp.status_code != 201:
-            raise RegistryError(f"{what}: expected 201 Created, got {resp.status_code}", status=resp.status_code)
-        header = resp.headers.get("docker-content-digest")
-        if header and header != str(descriptor.digest):
-            raise DigestMismatch(f"{what}: registry stored {header}")
-        log.debug("blob_uploaded", digest=str(descriptor.digest), size=descriptor.size)
-
-
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            yield chunk
+        location = resp.headers.get("location")
+        if location:  # distribution deletes an upload session on DELETE of its Location
+            try:
+                await self.request("DELETE", str(resp.url.join(location)), scopes=scopes, what="cancel upload")
+            except (AuthError, NotFound, RegistryError, NetworkError):
+                pass  # a registry may refuse the cancel: the session expires on its own
 
 
 def _sep(reference: str) -> str:
     return "@" if is_digest(reference) else ":"
 
 
-async def _read_capped(resp: httpx.Response, limit: int, what: str) -> bytes:
-    """The body, refusing more than `limit` bytes (a manifest is at most 4 MiB)."""
-    parts, total = [], 0
-    try:
-        async for chunk in resp.aiter_bytes():
-            total += len(chunk)
-            if total > limit:
-                raise ContentError(f"{what}: larger than {limit} bytes; refusing it as a manifest")
-            parts.append(chunk)
-    except httpx.HTTPError as e:
-        raise NetworkError(f"{what}: download broke off: {_describe(e)}") from None
-    finally:
-        await resp.aclose()
-    return b"".join(parts)
-
-
-def _content_length(resp: httpx.Response, what: str) -> int:
-    value = resp.headers.get("content-length", "")
-    if not value.isdigit():
-        raise ContentError(f"{what}: the registry sent no usable Content-Length ({value!r})")
-    return int(value)
-
-
 def is_digest(reference: str) -> bool:
     """True when a manifest reference is a digest rather than a tag (tags cannot hold ':')."""
     return ":" in reference
-
-
-def _verified_digest(raw: bytes, reference: str, header: str | None, what: str) -> Digest:
-    """sha256 of the bytes, checked against the digest asked for and the one the registry named."""
-    digest = Digest.of(raw)
-    if is_digest(reference):
-        Digest.parse(reference).verify(raw, what)
-    if header and header.startswith("sha256:") and header != str(digest):
-        raise DigestMismatch(f"{what}: registry says {header}, content hashes to {digest}")
-    return digest
 
 
 def _describe(e: Exception) -> str:

@@ -1,19 +1,26 @@
 """The one retry policy for registry requests (tenacity).
 
-Retried: connection and read errors, 408, 429 and 5xx, with exponential backoff that honours
+Retried: connection and read errors (a body cut short included: callers read bodies they keep
+in memory inside the attempt), 408, 429 and 5xx, with exponential backoff that honours
 Retry-After (seconds or an HTTP date), capped so a hostile header cannot park us for hours.
-Never retried: any other 4xx. A request whose body cannot be replayed is sent once; the
-transfer layer restarts the whole upload instead.
+Never retried: any other 4xx, and a TLS certificate that fails verification (that is not
+transient: only a CA or --insecure fixes it). A request whose body cannot be replayed is sent
+once; the transfer layer restarts the whole upload instead.
 """
 
 from __future__ import annotations
 
 import email.utils
+import ssl
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import tenacity
+
+from manifesto.errors import ConnectionLost, NetworkError
+from manifesto.store.registry.tls import verification_failed
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 30.0
@@ -34,6 +41,37 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
         return None
     delta = when.timestamp() - (time.time() if now is None else now)
     return min(max(delta, 0.0), MAX_RETRY_AFTER)
+
+
+def certificate_failure(error: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind a transport error, if that is what it is."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class GaveUp(httpx.TransportError):
+    """The last transport error once attempts ran out (or at once, for a permanent one).
+
+    A TransportError itself, so callers that catch httpx errors keep working; `error` is the
+    original and `attempts` how many were made, for messages that say what happened.
+    """
+
+    def __init__(self, error: httpx.TransportError, attempts: int):
+        super().__init__(str(error), request=getattr(error, "_request", None))
+        self.error = error
+        self.attempts = attempts
+
+
+def _transient(error: BaseException) -> bool:
+    if isinstance(error, _RetryableStatus):
+        return True
+    return isinstance(error, httpx.TransportError) and certificate_failure(error) is None
 
 
 class _RetryableStatus(Exception):
@@ -63,10 +101,13 @@ async def send(
     """Call `attempt()` until it gives a response that is not retryable, or attempts run out.
 
     The last response is returned even when its status is retryable, so callers report the
-    registry's own error; the last transport error is raised when nothing ever answered.
+    registry's own error; when the last attempt failed in transport, GaveUp is raised.
     """
+    made = 0
 
     async def once() -> httpx.Response:
+        nonlocal made
+        made += 1
         response = await attempt()
         if response.status_code in RETRY_STATUSES:
             await response.aread()
@@ -82,7 +123,7 @@ async def send(
     retrying = tenacity.AsyncRetrying(
         stop=tenacity.stop_after_attempt(max(1, attempts)),
         wait=_wait(tenacity.wait_exponential(multiplier=backoff, max=8.0)),
-        retry=tenacity.retry_if_exception_type((_RetryableStatus, httpx.TransportError)),
+        retry=tenacity.retry_if_exception(_transient),
         before_sleep=before_sleep,
         reraise=True,
     )
@@ -90,3 +131,27 @@ async def send(
         return await retrying(once)
     except _RetryableStatus as e:
         return e.response
+    except httpx.TransportError as e:
+        raise GaveUp(e, made) from e
+
+
+_UNREACHED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def network_error(error: httpx.HTTPError, *, registry: str, what: str, doing: str, certs_dir: Path) -> NetworkError:
+    """What a failed exchange means, in one line: a certificate that does not verify, nothing
+    answering ("cannot reach"), or a registry that answered and then the connection broke."""
+    attempts = error.attempts if isinstance(error, GaveUp) else 1
+    cause: httpx.HTTPError = error.error if isinstance(error, GaveUp) else error
+    bad = certificate_failure(cause)
+    if bad is not None:
+        request = getattr(cause, "_request", None)
+        host = request.url.netloc.decode() if request is not None else registry
+        return NetworkError(verification_failed(registry, host, bad, certs_dir))
+    detail = (str(cause) or type(cause).__name__).splitlines()[0]
+    if isinstance(cause, _UNREACHED):
+        plural = "" if attempts == 1 else "s"
+        return NetworkError(f"{what}: cannot reach {registry}: {detail} ({attempts} attempt{plural})")
+    if isinstance(cause, httpx.TransportError):
+        return ConnectionLost(doing, attempts, detail)
+    return NetworkError(f"{what}: {detail}")

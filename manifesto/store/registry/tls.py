@@ -27,6 +27,16 @@ def ssl_context(registry: str, certs_dir: Path) -> ssl.SSLContext:
     return ctx
 
 
+def verification_failed(registry: str, host: str, error: ssl.SSLCertVerificationError, certs_dir: Path) -> str:
+    """One line for a certificate that failed verification, naming the fix: the CA where
+    ssl_context() loads it from, or --insecure (only for the registry's own host)."""
+    reason = error.verify_message or error.reason or "certificate verify failed"
+    where = f"{certs_dir}/{registry}/ca.crt"
+    if host == registry:
+        return f"{registry}: TLS certificate verification failed ({reason}); put the registry's CA in {where} or use --insecure"
+    return f"{registry}: TLS certificate verification failed for {host}, where the registry sent us ({reason}); put its CA in {where}"
+
+
 def _load(method: Callable[..., None], path: Path, *args: str, **kwargs: str) -> None:
     try:
         method(*args, **kwargs)

@@ -1,0 +1,144 @@
+"""Blob uploads (distribution spec, "Pushing blobs"): monolithic or chunked, into a session
+the registry opens, verified by the digest the registry answers with.
+
+A part of RegistryClient kept in its own module (the client inherits it): it relies on the
+client's `request`, `blob_size`, `registry` and `chunk_size`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from manifesto.errors import DigestMismatch, NetworkError, NotFound, RegistryError
+from manifesto.log import get_logger
+from manifesto.oci.descriptor import Descriptor
+from manifesto.store.registry.auth import repository_scope
+from manifesto.store.registry.bodies import file_chunks
+
+log = get_logger("manifesto.registry")
+
+_OCTET = "application/octet-stream"
+
+
+class Uploads:
+    """Blob uploads for RegistryClient."""
+
+    registry: str
+    chunk_size: int | None
+    request: Callable[..., Any]
+    blob_size: Callable[..., Any]
+
+    async def write_blob(
+        self,
+        repo: str,
+        descriptor: Descriptor,
+        source: Path | AsyncIterator[bytes],
+        *,
+        location: str | None = None,
+    ) -> None:
+        """Upload a blob (monolithic, or chunked with `chunk_size`), verifying the result.
+
+        A file source is re-readable, so a broken upload session is restarted from a new
+        session (distribution 2.8 answers 404 BLOB_UPLOAD_INVALID/UNKNOWN to replays).
+        """
+        what = f"blob upload {self.registry}/{repo}@{descriptor.digest}"
+        restarts = 2 if isinstance(source, Path) else 0
+        for round_ in range(restarts + 1):
+            if location is None:
+                location = await self._start_upload(repo)
+            try:
+                if self.chunk_size and isinstance(source, Path):
+                    await self._upload_chunked(repo, location, descriptor, source, what)
+                else:
+                    await self._upload_monolithic(repo, location, descriptor, source, what)
+                return
+            except (NotFound, NetworkError) as e:
+                if await self.blob_size(repo, descriptor.digest) == descriptor.size:
+                    return  # the final PUT landed before the connection broke
+                if round_ == restarts:
+                    raise
+                log.info("upload_restart", what=what, reason=str(e))
+                location = None
+
+    async def _start_upload(self, repo: str) -> str:
+        what = f"blob upload to {self.registry}/{repo}"
+        resp = await self.request(
+            "POST",
+            f"/v2/{repo}/blobs/uploads/",
+            scopes=frozenset({repository_scope(repo, "pull", "push")}),
+            what=what,
+        )
+        return self._location(resp, what)
+
+    def _location(self, resp: httpx.Response, what: str) -> str:
+        loc = resp.headers.get("location")
+        if not loc:
+            raise RegistryError(f"{what}: registry gave no upload Location", status=resp.status_code)
+        return str(resp.url.join(loc))
+
+    async def _upload_monolithic(
+        self, repo: str, location: str, descriptor: Descriptor, source: Path | AsyncIterator[bytes], what: str
+    ) -> None:
+        if isinstance(source, Path):
+            content: Callable[[], Any] = lambda: file_chunks(source)
+        else:
+            content = lambda: source  # noqa: E731 — a stream is sent once
+        resp = await self.request(
+            "PUT",
+            location,
+            params={"digest": str(descriptor.digest)},
+            headers={"Content-Type": _OCTET, "Content-Length": str(descriptor.size)},
+            content=content,
+            scopes=frozenset({repository_scope(repo, "pull", "push")}),
+            what=what,
+            replayable=isinstance(source, Path),
+            doing=f"uploading blob {descriptor.digest} to {self.registry}/{repo}",
+        )
+        self._check_blob_answer(resp, descriptor, what)
+
+    async def _upload_chunked(self, repo: str, location: str, descriptor: Descriptor, source: Path, what: str) -> None:
+        assert self.chunk_size
+        scopes = frozenset({repository_scope(repo, "pull", "push")})
+        doing = f"uploading blob {descriptor.digest} to {self.registry}/{repo}"
+        offset = 0
+        with source.open("rb") as f:
+            while offset < descriptor.size:
+                data = f.read(self.chunk_size)
+                if not data:
+                    break
+                end = offset + len(data) - 1
+                resp = await self.request(
+                    "PATCH",
+                    location,
+                    headers={"Content-Type": _OCTET, "Content-Range": f"{offset}-{end}", "Content-Length": str(len(data))},
+                    content=lambda d=data: d,
+                    scopes=scopes,
+                    what=what,
+                    replayable=False,
+                    doing=doing,
+                )
+                location = self._location(resp, what)
+                offset = end + 1
+        resp = await self.request(
+            "PUT",
+            location,
+            params={"digest": str(descriptor.digest)},
+            headers={"Content-Type": _OCTET, "Content-Length": "0"},
+            scopes=scopes,
+            what=what,
+            replayable=False,
+            doing=doing,
+        )
+        self._check_blob_answer(resp, descriptor, what)
+
+    def _check_blob_answer(self, resp: httpx.Response, descriptor: Descriptor, what: str) -> None:
+        if resp.status_code != 201:
+            raise RegistryError(f"{what}: expected 201 Created, got {resp.status_code}", status=resp.status_code)
+        header = resp.headers.get("docker-content-digest")
+        if header and header != str(descriptor.digest):
+            raise DigestMismatch(f"{what}: registry stored {header}")
+        log.debug("blob_uploaded", digest=str(descriptor.digest), size=descriptor.size)

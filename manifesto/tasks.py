@@ -1,0 +1,36 @@
+"""Run awaitables together; when one fails, stop the others before raising.
+
+`asyncio.gather` leaves the siblings of a failed awaitable running: they go on uploading after
+the command has decided to fail, and whatever they start while the event loop shuts down is
+never awaited (Python then warns on stderr, after the one-line error). Here nothing outlives the
+call: on the first failure (or our own cancellation) every sibling is cancelled and waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+
+async def gather(*aws: Awaitable[Any]) -> list[Any]:
+    """The results in order, or the first failure (in argument order) once all have stopped."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    if not tasks:
+        return []
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except BaseException:
+        await _stop(tasks)
+        raise
+    failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+    if failed:
+        await _stop(tasks)
+        raise failed[0].exception()  # type: ignore[misc]
+    return [t.result() for t in tasks]
+
+
+async def _stop(tasks: list[asyncio.Future[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
