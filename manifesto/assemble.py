@@ -20,7 +20,7 @@ from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
 from manifesto.oci.platform import Platform, contrast
 from manifesto.oci.reference import Reference, check_tag
-from manifesto.store.base import Fetched
+from manifesto.store.protocol import Fetched
 from manifesto.store.drafts import DraftEntry
 from manifesto.store.registry.pool import Registries
 from manifesto.tags import Snapshot, TagMove, move_tags

@@ -43,7 +43,7 @@ class Logger:
         _ensure_setup()
         import structlog
 
-        from manifesto.cli.logging import redact_secrets
+        from manifesto.redact import redact_secrets
 
         # Redacted here as well as in the CLI's pipeline: a library user's own structlog
         # configuration must not receive tokens or upload state either.

@@ -16,7 +16,7 @@ from manifesto import tasks
 from manifesto.errors import ConcurrentUpdate
 from manifesto.log import get_logger
 from manifesto.oci.digest import Digest
-from manifesto.store.base import Store
+from manifesto.store.protocol import Store
 
 log = get_logger("manifesto.tags")
 

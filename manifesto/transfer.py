@@ -21,7 +21,7 @@ from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
-from manifesto.store.base import Fetched, Store
+from manifesto.store.protocol import Fetched, Store
 from manifesto.store.registry.client import RegistryClient
 from manifesto.store.registry.retry import RETRY_STATUSES
 from manifesto.tags import Snapshot, TagMove, move_tags

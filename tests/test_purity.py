@@ -39,7 +39,7 @@ FORBIDDEN_IMPORTS = {
     "fcntl",
     "manifesto.store",
     "manifesto.cli",
-    "manifesto.build",
+    "manifesto.builders",
     "manifesto.matrix",
     "manifesto.transfer",
     "manifesto.assemble",
@@ -146,6 +146,6 @@ def test_importing_every_oci_module_loads_no_io_libraries() -> None:
         f"for m in {modules!r}: importlib.import_module(m)\n"
         "print(json.dumps(sorted(k for k in sys.modules if k.split('.')[0] in "
         "('httpx', 'httpcore', 'subprocess', 'ssl', 'asyncio', 'tenacity', 'structlog', 'yaml', 'keyring')"
-        " or k.startswith(('manifesto.store', 'manifesto.cli', 'manifesto.build', 'manifesto.matrix')))))\n"
+        " or k.startswith(('manifesto.store', 'manifesto.cli', 'manifesto.builders', 'manifesto.matrix')))))\n"
     )
     assert _run(code) == []

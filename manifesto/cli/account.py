@@ -9,9 +9,9 @@ import sys
 
 from manifesto.errors import UsageError
 from manifesto.oci.reference import Reference
-from manifesto.store.registry import credentials
+from manifesto.store.registry import lookup
 from manifesto.store.registry.client import RegistryClient
-from manifesto.store.registry.credentials import (
+from manifesto.store.registry.lookup import (
     TOKEN_USERNAME,
     Credential,
     normalize_host,
@@ -44,7 +44,7 @@ def login(args: argparse.Namespace) -> int:
             print("WARNING: --password is visible to other users; prefer --password-stdin", file=sys.stderr)
     if not username or not password:
         raise UsageError("username and password must not be empty")
-    from manifesto.cli.logging import register_secret
+    from manifesto.redact import register_secret
 
     register_secret(password)
     # docker's convention: the username "<token>" means the secret is an identity token
@@ -57,14 +57,14 @@ def login(args: argparse.Namespace) -> int:
             await client.check_login()
 
     asyncio.run(check())
-    where = credentials.login(host, username, password)
+    where = lookup.login(host, username, password)
     print(f"Login Succeeded ({host}, stored in {where})")
     return 0
 
 
 def logout(args: argparse.Namespace) -> int:
     host = _host(args.registry)
-    if credentials.logout(host):
+    if lookup.logout(host):
         print(f"Removing login credentials for {host}")
     else:
         print(f"Not logged in to {host}")

@@ -82,8 +82,8 @@ def _stderr(line: str) -> None:
 
 
 def _options(args: argparse.Namespace, plan: planning.Plan, epoch: int | None):
-    from manifesto.build import get_builder
-    from manifesto.matrix.publish import Options
+    from manifesto.builders import get_builder
+    from manifesto.jobs.publish import Options
 
     quiet = getattr(args, "quiet", False)
     builder = get_builder(plan.builder) if plan.build_steps else None
@@ -132,7 +132,7 @@ def _check_writable(path: Path, flag: str) -> None:
 
 def _finish(result, report: str | None) -> int:
     from manifesto.cli.render import table
-    from manifesto.matrix.publish import write_json
+    from manifesto.jobs.publish import write_json
 
     rows = [[str(c.platform), str(c.digest), str(c.size), c.source] for c in result.children]
     sys.stderr.write(table(["platform", "digest", "size", "source"], rows) + "\n")
@@ -167,7 +167,7 @@ def _refuse_partial(args: argparse.Namespace, plan: planning.Plan) -> None:
 
 
 def publish(args: argparse.Namespace) -> int:
-    from manifesto.matrix.publish import publish as run
+    from manifesto.jobs.publish import publish as run
 
     plan = _load(args)
     if args.digest_file and not args.push_by_digest:
@@ -182,14 +182,14 @@ def publish(args: argparse.Namespace) -> int:
         return 0
     result = run(plan, _options(args, plan, epoch), push_index_too=not args.push_by_digest)
     if args.digest_file:
-        from manifesto.matrix.publish import write_json
+        from manifesto.jobs.publish import write_json
 
         write_json(Path(args.digest_file), result.report())
     return _finish(result, args.report)
 
 
 def build(args: argparse.Namespace) -> int:
-    from manifesto.matrix.publish import publish as run
+    from manifesto.jobs.publish import publish as run
 
     output = Path(args.output).resolve()
     plan = _load(args, Target(layout=output))
@@ -204,7 +204,7 @@ def build(args: argparse.Namespace) -> int:
 
 
 def assemble(args: argparse.Namespace) -> int:
-    from manifesto.matrix.split import assemble_from_files
+    from manifesto.jobs.split import assemble_from_files
 
     plan = _load(args)
     _check_outputs(("--report", args.report))
@@ -215,7 +215,7 @@ def assemble(args: argparse.Namespace) -> int:
 def _registry_problems(ref: Reference, insecure: bool) -> list:
     """Can the stored credentials push to `ref`'s repository? The probe publish runs first
     (RegistryClient.check_push), its failure turned into a Problem with its fix."""
-    from manifesto.build.base import Problem
+    from manifesto.builders.base import Problem
     from manifesto.errors import AuthError, ManifestoError, NetworkError
     from manifesto.store.registry.pool import Registries
 
@@ -240,7 +240,7 @@ def _registry_problems(ref: Reference, insecure: bool) -> list:
 
 
 def doctor(args: argparse.Namespace) -> int:
-    from manifesto.doctor import run_checks
+    from manifesto.jobs.doctor import run_checks
 
     builder = args.builder
     platforms: list[Platform] = _platforms(args.platform or [])
@@ -274,7 +274,7 @@ def doctor(args: argparse.Namespace) -> int:
 
 
 def copy(args: argparse.Namespace) -> int:
-    from manifesto.copying import copy as run
+    from manifesto.jobs.copy import copy as run
 
     digest = run(args.source, args.destination, insecure=args.insecure)
     print(digest)

@@ -1,6 +1,6 @@
 """The platform matrix: platforms.yaml → Matrix (spec) → Plan (plan), both pure but for reading the spec.
 
-publish.py (which runs a Plan) is not imported here, so loading a spec never pulls in stores or builders.
+manifesto.jobs (which runs a Plan) is not imported here, so loading a spec never pulls in stores or builders.
 """
 
 from manifesto.matrix.model import BuildSettings, Entry, Matrix, Target

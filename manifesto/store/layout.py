@@ -35,7 +35,7 @@ from manifesto.oci import canonical, mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, ImageManifest, detect_media_type, parse
-from manifesto.store.base import Fetched
+from manifesto.store.protocol import Fetched
 
 log = get_logger("manifesto.layout")
 

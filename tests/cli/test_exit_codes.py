@@ -113,7 +113,7 @@ def test_version_is_a_fast_path_importing_nothing_heavy(bare_cli) -> None:
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
     heavy = {m for m in imported if m.split(".")[0] in {"httpx", "httpcore", "tenacity", "structlog", "yaml", "keyring", "ssl", "asyncio"}}
     assert heavy == set()
-    assert not {m for m in imported if m.startswith(("manifesto.cli.commands", "manifesto.store", "manifesto.build"))}
+    assert not {m for m in imported if m.startswith(("manifesto.cli.commands", "manifesto.store", "manifesto.builders"))}
 
 
 def test_missing_local_list_is_not_found(bare_cli) -> None:

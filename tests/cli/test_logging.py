@@ -19,8 +19,9 @@ import httpx
 import pytest
 import structlog
 
+from manifesto import redact
 from manifesto.cli import logging as mlog
-from manifesto.store.registry.credentials import Credential
+from manifesto.store.registry.lookup import Credential
 
 
 class TTY(io.StringIO):
@@ -32,7 +33,7 @@ class TTY(io.StringIO):
 def _restore() -> Iterator[None]:
     yield
     mlog.reset()
-    mlog.clear_secrets()
+    redact.clear_secrets()
 
 
 def lines(buf: io.StringIO) -> list[dict]:
@@ -72,7 +73,7 @@ SECRETS = [
 
 def emit_everything() -> None:
     log = structlog.get_logger()
-    mlog.register_secret("SECRET-registered-password")
+    redact.register_secret("SECRET-registered-password")
     log.warning(
         "request_sent",
         method="GET",
@@ -184,12 +185,12 @@ def test_no_secret_survives_console_output() -> None:
     ],
 )
 def test_scrub(text: str, expected: str) -> None:
-    assert mlog.scrub(text) == expected
-    assert mlog.scrub(expected) == expected  # idempotent
+    assert redact.scrub(text) == expected
+    assert redact.scrub(expected) == expected  # idempotent
 
 
 def test_redact_secrets_keys_case_insensitively_and_keeps_absence() -> None:
-    out = mlog.redact_secrets(
+    out = redact.redact_secrets(
         None,
         "info",
         {
@@ -227,7 +228,7 @@ def test_redact_secrets_makes_unknown_objects_plain() -> None:
         host: str
         token: str
 
-    out = mlog.redact_secrets(
+    out = redact.redact_secrets(
         None,
         "info",
         {
@@ -251,16 +252,16 @@ def test_deep_nesting_is_cut_off() -> None:
     value: list = ["Bearer deep-secret-token"]
     for _ in range(50):
         value = [value]
-    out = json.dumps(mlog.redact_secrets(None, "info", {"event": "x", "v": value}))
+    out = json.dumps(redact.redact_secrets(None, "info", {"event": "x", "v": value}))
     assert "deep-secret-token" not in out
 
 
 def test_register_secret_skips_short_values_and_covers_percent_encoding() -> None:
     buf = json_logs()
-    mlog.register_secret("abc")  # too short: would blank out ordinary words
-    mlog.register_secret(None)
-    mlog.register_secret("p@ss/word+1")
-    mlog.register_secret("p@ss/word+1")  # twice is fine
+    redact.register_secret("abc")  # too short: would blank out ordinary words
+    redact.register_secret(None)
+    redact.register_secret("p@ss/word+1")
+    redact.register_secret("p@ss/word+1")  # twice is fine
     structlog.get_logger().warning("note", a="abc def", b="sent p%40ss%2Fword%2B1 and p@ss/word+1")
     (event,) = lines(buf)
     assert event["a"] == "abc def"
@@ -268,9 +269,9 @@ def test_register_secret_skips_short_values_and_covers_percent_encoding() -> Non
 
 
 def test_longer_registered_secret_wins_over_its_prefix() -> None:
-    mlog.register_secret("tok-1234")
-    mlog.register_secret("tok-1234-extended")
-    assert mlog.scrub("x tok-1234-extended y") == "x [REDACTED] y"
+    redact.register_secret("tok-1234")
+    redact.register_secret("tok-1234-extended")
+    assert redact.scrub("x tok-1234-extended y") == "x [REDACTED] y"
 
 
 # -- renderer choice ---------------------------------------------------------------------------

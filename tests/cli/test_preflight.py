@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from manifesto.build.base import BuildRequest, BuiltImage, Problem
+from manifesto.builders.base import BuildRequest, BuiltImage, Problem
 from manifesto.errors import AuthError
 from manifesto.matrix import plan as planning
-from manifesto.matrix.publish import Options, publish
+from manifesto.jobs.publish import Options, publish
 from manifesto.matrix.spec import load
-from manifesto.matrix.split import assemble_from_files
+from manifesto.jobs.split import assemble_from_files
 from manifesto.oci.digest import Digest
 from manifesto.oci.platform import Platform
 from tests.support import ArchImage, Registry, push_image, push_library_repos

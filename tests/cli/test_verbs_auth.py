@@ -23,7 +23,7 @@ from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.store.registry.auth import Authenticator
 from manifesto.store.registry.client import RegistryClient
-from manifesto.store.registry.credentials import Credential
+from manifesto.store.registry.lookup import Credential
 from tests.support import inspect_raw, push_library_repos
 from tests.support.cli import ok, pushed_digest, sha256_of
 from tests.support.tokenserver import default_acl

@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from manifesto.build.binfmt import check as binfmt_check
-from manifesto.build.binfmt import fix as binfmt_fix
+from manifesto.builders.binfmt import check as binfmt_check
+from manifesto.builders.binfmt import fix as binfmt_fix
 from manifesto.oci.platform import Platform
 from tests.support import Registry
 from tests.support.tools import REPO_ROOT, CliResult, missing, require, run, run_cli

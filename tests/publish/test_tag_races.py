@@ -23,12 +23,12 @@ from typing import Any
 import httpx
 import pytest
 
-from manifesto.build.base import BuildRequest, BuiltImage, Problem
+from manifesto.builders.base import BuildRequest, BuiltImage, Problem
 from manifesto.errors import ConcurrentUpdate
 from manifesto.matrix import plan as planning
-from manifesto.matrix.publish import Options, publish
+from manifesto.jobs.publish import Options, publish
 from manifesto.matrix.spec import load
-from manifesto.matrix.split import assemble_from_files
+from manifesto.jobs.split import assemble_from_files
 from manifesto.oci.digest import Digest
 from manifesto.oci.platform import Platform
 from tests.publish.conftest import ACCEPT_ALL, AccessLog, one_error_line, spec_file

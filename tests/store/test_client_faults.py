@@ -31,12 +31,12 @@ from manifesto.errors import (
 from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
-from manifesto.store.base import Fetched
+from manifesto.store.protocol import Fetched
 from manifesto.store.registry import auth as auth_module
 from manifesto.store.registry import retry
 from manifesto.store.registry.auth import Authenticator
 from manifesto.store.registry.client import RegistryClient
-from manifesto.store.registry.credentials import Credential
+from manifesto.store.registry.lookup import Credential
 from manifesto.transfer import Copier, Place
 
 HOST = "127.0.0.1:5000"

@@ -14,7 +14,7 @@ from manifesto.errors import AuthError, RegistryError
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.store.registry.client import RegistryClient
-from manifesto.store.registry.credentials import Credential
+from manifesto.store.registry.lookup import Credential
 from manifesto.transfer import Copier, Place
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -20,8 +20,8 @@ from keyring.backends import fail, null
 from keyring.errors import PasswordDeleteError
 
 from manifesto.errors import AuthError, UsageError
-from manifesto.store.registry import credentials as cr
-from manifesto.store.registry.credentials import (
+from manifesto.store.registry import lookup as cr
+from manifesto.store.registry.lookup import (
     Credential,
     CredentialStore,
     StoredLogin,

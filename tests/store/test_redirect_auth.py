@@ -18,7 +18,7 @@ import pytest
 from manifesto.errors import AuthError
 from manifesto.oci.digest import Digest
 from manifesto.store.registry.client import RegistryClient
-from manifesto.store.registry.credentials import Credential
+from manifesto.store.registry.lookup import Credential
 from tests.support import ArchImage, Registry, push_image
 from tests.support.redirect import Foreign, Front
 

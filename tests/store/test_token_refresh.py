@@ -19,7 +19,7 @@ import pytest
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.store.registry.client import RegistryClient
-from manifesto.store.registry.credentials import Credential
+from manifesto.store.registry.lookup import Credential
 from tests.support import Registry
 
 MISSING = Digest.of(b"a blob nobody pushed")

@@ -8,7 +8,7 @@ import pytest
 
 from manifesto.oci.digest import Digest
 from manifesto.store.registry.client import RegistryClient
-from manifesto.store.registry.credentials import Credential
+from manifesto.store.registry.lookup import Credential
 
 
 def test_concurrent_requests_for_one_scope_fetch_one_token(token_registry):

@@ -24,9 +24,10 @@ import httpx
 
 from manifesto.errors import AuthError, NetworkError, RegistryError
 from manifesto.log import get_logger
+from manifesto.redact import register_secret
 from manifesto.oci.reference import is_loopback_host
 from manifesto.store.registry import retry
-from manifesto.store.registry.credentials import Credential
+from manifesto.store.registry.lookup import Credential
 from manifesto.store.registry.errors import parse_body
 
 log = get_logger("manifesto.auth")
@@ -310,16 +311,9 @@ class Authenticator:
         expires = doc.get("expires_in")
         if not isinstance(expires, int) or expires <= 0:
             expires = DEFAULT_EXPIRES
-        _register_secret(value)
+        register_secret(value)
         serial = self._serials[value] = self.token_fetches
         self._tokens.append(_Token(value, _scope_key(scopes), self._clock() + max(expires - CLOCK_SKEW, 1), serial))
         log.debug("token_fetched", registry=self.registry, scopes=ordered, expires_in=expires)
         return value
 
-
-def _register_secret(value: str) -> None:
-    try:
-        from manifesto.cli.logging import register_secret
-    except ImportError:  # logging not configured in library use
-        return
-    register_secret(value)

@@ -2,7 +2,7 @@
 
 One client per registry host: one connection pool (HTTP/2 where the server offers it), one
 Authenticator, one bound on concurrent requests. It implements the Store protocol
-(store/base.py) plus cross-repository mounts. Plain HTTP only for loopback hosts or with
+(store/protocol.py) plus cross-repository mounts. Plain HTTP only for loopback hosts or with
 `insecure=True`; otherwise HTTPS with verification and docker's per-registry CA directory.
 """
 
@@ -33,11 +33,11 @@ from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import MAX_MANIFEST_BYTES, detect_media_type
 from manifesto.oci.reference import is_loopback_host
-from manifesto.store.base import Fetched
+from manifesto.store.protocol import Fetched
 from manifesto.store.registry import retry
 from manifesto.store.registry.auth import Authenticator, repository_scope
 from manifesto.store.registry.bodies import CHUNK, DOING, Capped, content_length, verified_digest
-from manifesto.store.registry.credentials import Credential
+from manifesto.store.registry.lookup import Credential
 from manifesto.store.registry.errors import error_for
 from manifesto.store.registry.tls import OnFirstUse, ssl_context
 from manifesto.store.registry.uploads import Uploads

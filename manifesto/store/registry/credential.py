@@ -2,7 +2,7 @@
 
 Both sources (`logins`, `dockerconfig`) and the facade that orders them (`credentials`) need
 these; keeping them here, importing nothing but errors, is what lets the facade import the
-sources without an import cycle. Import them from `manifesto.store.registry.credentials`.
+sources without an import cycle. Import them from `manifesto.store.registry.lookup`.
 """
 
 from __future__ import annotations

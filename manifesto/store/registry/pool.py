@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from manifesto.oci.reference import Reference
 from manifesto.store.registry.client import RegistryClient
-from manifesto.store.registry.credentials import resolve
+from manifesto.store.registry.lookup import resolve
 
 
 class Registries:

@@ -17,25 +17,25 @@ from pathlib import Path
 
 import pytest
 
-from manifesto import doctor
-from manifesto.build import BUILDER_NAMES, binfmt, get_builder
-from manifesto.build.base import (
+from manifesto.jobs import doctor
+from manifesto.builders import BUILDER_NAMES, binfmt, get_builder
+from manifesto.builders.base import (
     BuildRequest,
     BuiltImage,
     Problem,
     load_built,
     verify_platform,
 )
-from manifesto.build.binfmt import check as binfmt_check
-from manifesto.build.binfmt import fix as binfmt_fix
-from manifesto.build.buildah import (
+from manifesto.builders.binfmt import check as binfmt_check
+from manifesto.builders.binfmt import fix as binfmt_fix
+from manifesto.builders.buildah import (
     BuildahBuilder,
     docker_config_fixed,
     trim_unconsumed_warning,
 )
-from manifesto.build.buildx import CONTAINER_DRIVER_FIX, BuildxBuilder
-from manifesto.build.podman import PodmanBuilder
-from manifesto.build.runner import Captured, Completed, Runner
+from manifesto.builders.buildx import CONTAINER_DRIVER_FIX, BuildxBuilder
+from manifesto.builders.podman import PodmanBuilder
+from manifesto.builders.runner import Captured, Completed, Runner
 from manifesto.errors import BuildError, UsageError, VerificationError
 from manifesto.oci import canonical, mediatype
 from manifesto.oci.config import ImageConfig

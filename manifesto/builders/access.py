@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from manifesto.build.base import BuildRequest
+from manifesto.builders.base import BuildRequest
 from manifesto.errors import BuildError, InvalidReference, UsageError
 from manifesto.oci.reference import Reference, is_loopback_host
 from manifesto.store.registry.credential import Credential, normalize_host
@@ -50,7 +50,7 @@ SYSTEM_REGISTRIES_CONF = Path("/etc/containers/registries.conf")
 
 def default_resolve(host: str) -> Credential | None:
     """manifesto's own credential lookup (imported late: it may load the keyring)."""
-    from manifesto.store.registry.credentials import resolve
+    from manifesto.store.registry.lookup import resolve
 
     return resolve(host)
 

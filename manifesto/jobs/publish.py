@@ -17,20 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import tempfile
-import threading
-from collections.abc import Callable
-from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from manifesto import assemble, tasks
-from manifesto.build.base import Builder, BuildRequest, BuiltImage
+from manifesto.builders.base import BuiltImage
 from manifesto.errors import (
-    BuildError,
     InvalidDigest,
     InvalidPlatform,
     ManifestoError,
@@ -39,6 +33,7 @@ from manifesto.errors import (
     VerificationError,
 )
 from manifesto.fileio import write_atomic
+from manifesto.jobs.builds import Options, build_all, work_dir
 from manifesto.log import get_logger
 from manifesto.matrix.plan import AssembleStep, BuildStep, Plan
 from manifesto.oci.config import ImageConfig
@@ -47,7 +42,7 @@ from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
 from manifesto.oci.platform import Platform, contrast
 from manifesto.oci.reference import Reference
-from manifesto.store.base import Fetched
+from manifesto.store.protocol import Fetched
 from manifesto.store.layout import LayoutStore
 from manifesto.store.registry.pool import Registries
 from manifesto.tags import Snapshot, TagMove, move_tags
@@ -124,109 +119,6 @@ class Result:
                 "tagsUnchanged": list(self.tags_unchanged),
             }
         return out
-
-
-def _ignore(line: str) -> None:
-    pass
-
-
-@dataclass
-class Options:
-    builder: Builder | None = None
-    jobs: int = 0
-    source_date_epoch: int | None = None
-    insecure: bool = False
-    keep_work: bool = False
-    on_line: Callable[[str], None] = field(default=_ignore)  # build output (quiet may drop it)
-    on_notice: Callable[[str], None] = field(default=_ignore)  # what the user must see even with -q
-
-
-# ---- building -------------------------------------------------------------------------------
-
-
-class _NotStarted(Exception):
-    """A queued build that did not start because another one had already failed."""
-
-
-def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
-    """Build every BuildStep in parallel (bounded); raise the first failure.
-
-    After a build fails, builds still queued do not start (running ones finish; they are not
-    killed: their logs may matter too), so a publish that is going to fail fails fast.
-    """
-    steps = plan.build_steps
-    if not steps:
-        return []
-    if options.builder is None:
-        raise UsageError("no builder")
-    builder = options.builder
-    lock = threading.Lock()
-    failed = threading.Event()
-
-    def one(step: BuildStep) -> BuiltImage:
-        if failed.is_set():
-            raise _NotStarted()
-        prefix = f"[{step.platform}] "
-
-        def emit(line: str) -> None:
-            with lock:
-                options.on_line(prefix + line)
-
-        request = BuildRequest(
-            platform=step.platform,
-            context=step.context,
-            dockerfile=step.dockerfile,
-            args=step.args,
-            output=work / str(step.platform).replace("/", "-"),
-            source_date_epoch=options.source_date_epoch,
-            media_format=plan.matrix.format,
-            insecure=options.insecure,
-        )
-        log.info("build_started", platform=str(step.platform), builder=builder.name)
-        try:
-            built = builder.build(request, emit)
-        except BaseException:
-            failed.set()  # set here, in the build's own thread, before its worker takes the next one
-            raise
-        log.info("build_finished", platform=str(step.platform), digest=str(built.digest))
-        return built
-
-    jobs = options.jobs or min(len(steps), os.cpu_count() or 1)
-    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="build")
-    futures = [pool.submit(one, s) for s in steps]
-    results: list[BuiltImage] = []
-    failures: list[tuple[BuildStep, ManifestoError]] = []
-    not_started = 0
-    try:
-        for step, fut in zip(steps, futures):
-            try:
-                results.append(fut.result())
-            except (_NotStarted, CancelledError):
-                not_started += 1
-            except (BuildError, VerificationError, UsageError) as e:
-                failures.append((step, e))
-                for other in futures:
-                    other.cancel()  # only those not running yet
-    except BaseException as e:
-        failed.set()  # an interrupt or an unexpected error: start nothing more
-        if isinstance(e, KeyboardInterrupt):
-            runner = getattr(builder, "runner", None)  # builds run in their own process groups
-            if runner is not None:
-                runner.cancel()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    if failures:
-        step, first = failures[0]
-        notes = []
-        if len(failures) > 1:
-            notes.append(f"{len(failures) - 1} more platform(s) failed too")
-        if not_started:
-            notes.append(f"{not_started} queued build(s) not started")
-        others = f" ({'; '.join(notes)})" if notes else ""
-        tail = getattr(first, "log_tail", "")
-        raise BuildError(f"{step.platform}: build failed: {first}{others}" + (f"\n{tail}" if tail else ""), log_tail=tail)
-    return results
 
 
 # ---- pushing children -----------------------------------------------------------------------
@@ -424,13 +316,6 @@ async def preflight(plan: Plan, registries: Registries, *, tags: bool = True) ->
     return seen
 
 
-def _work_dir() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "manifesto" / "work"
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix="publish-", dir=base))
-    except OSError as e:
-        raise ManifestoError(f"cannot create a work directory under {base}: {e.strerror or e}") from None
 
 
 def publish(plan: Plan, options: Options, *, push_index_too: bool = True) -> Result:
@@ -440,7 +325,7 @@ def publish(plan: Plan, options: Options, *, push_index_too: bool = True) -> Res
     entries itself, so a digest file holds just what this runner built.
     """
     seen = asyncio.run(_preflight(plan, options, push_index_too))
-    work = _work_dir()
+    work = work_dir()
     if options.keep_work:
         options.on_notice(f"keeping the work directory {work}")
     try:

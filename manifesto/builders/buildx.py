@@ -27,8 +27,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from manifesto.build.access import plain_http_hosts, pulled_registries
-from manifesto.build.base import (
+from manifesto.builders.access import plain_http_hosts, pulled_registries
+from manifesto.builders.base import (
     MEDIA_FORMATS,
     BuildRequest,
     BuiltImage,
@@ -39,7 +39,7 @@ from manifesto.build.base import (
     requested_format,
     validate_request,
 )
-from manifesto.build.runner import Runner, missing_tool_message
+from manifesto.builders.runner import Runner, missing_tool_message
 from manifesto.errors import BuildError, ContentError, VerificationError
 from manifesto.log import get_logger
 from manifesto.oci import mediatype
@@ -47,7 +47,7 @@ from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.manifest import ImageIndex, ImageManifest
 from manifesto.store.layout import LayoutStore
 
-log = get_logger("manifesto.build")
+log = get_logger("manifesto.builders")
 
 NO_ENGINE_FIX = (
     "start the docker daemon (systemctl start docker), point DOCKER_HOST at a reachable engine, "

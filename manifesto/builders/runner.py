@@ -20,7 +20,7 @@ from pathlib import Path
 from manifesto.errors import BuildError
 from manifesto.log import get_logger
 
-log = get_logger("manifesto.build")
+log = get_logger("manifesto.builders")
 
 TAIL_LINES = 60
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from manifesto.build import binfmt, get_builder
-from manifesto.build.base import Problem
-from manifesto.build.runner import Runner
+from manifesto.builders import binfmt, get_builder
+from manifesto.builders.base import Problem
+from manifesto.builders.runner import Runner
 from manifesto.log import get_logger
 from manifesto.oci.platform import Platform
 
-log = get_logger("manifesto.doctor")
+log = get_logger("manifesto.jobs.doctor")
 
 
 def run_checks(

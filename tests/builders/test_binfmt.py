@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from manifesto.build import binfmt
-from manifesto.build.base import Problem
-from manifesto.build.runner import Completed, Runner
+from manifesto.builders import binfmt
+from manifesto.builders.base import Problem
+from manifesto.builders.runner import Completed, Runner
 from manifesto.oci.platform import Platform
 from tests.support.tools import missing
 

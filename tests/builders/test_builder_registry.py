@@ -23,24 +23,24 @@ from typing import Any
 import pytest
 import structlog
 
-from manifesto.build.access import (
+from manifesto.builders.access import (
     auth_document,
     base_registries,
     registries_conf,
     registry_access,
 )
-from manifesto.build.base import BuildRequest, BuiltImage
-from manifesto.build.buildah import BuildahBuilder
-from manifesto.build.buildx import BuildxBuilder
-from manifesto.build.podman import PodmanBuilder
-from manifesto.build.runner import Runner
+from manifesto.builders.base import BuildRequest, BuiltImage
+from manifesto.builders.buildah import BuildahBuilder
+from manifesto.builders.buildx import BuildxBuilder
+from manifesto.builders.podman import PodmanBuilder
+from manifesto.builders.runner import Runner
 from manifesto.errors import BuildError
-from manifesto.matrix.publish import Options, build_all
+from manifesto.jobs.builds import Options, build_all
 from manifesto.oci.config import ImageConfig
 from manifesto.oci.manifest import ImageManifest
 from manifesto.oci.platform import Platform
 from manifesto.store.layout import LayoutStore
-from manifesto.store.registry.credentials import Credential
+from manifesto.store.registry.lookup import Credential
 from tests.support import ArchImage, Registry, push_image, require
 
 AMD64 = Platform.parse("linux/amd64")
@@ -318,7 +318,7 @@ def test_a_dockerfile_buildkit_cannot_parse_fails_in_one_line_before_building(
 
 
 def test_the_dockerfile_parser_is_loaded_only_to_build() -> None:
-    probe = "import sys, manifesto.build.buildah, manifesto.build.buildx; print('dockerfile' in sys.modules)"
+    probe = "import sys, manifesto.builders.buildah, manifesto.builders.buildx; print('dockerfile' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
 

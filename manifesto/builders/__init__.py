@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from manifesto.build.base import Builder, BuildRequest, BuiltImage, Problem
-from manifesto.build.runner import Runner
+from manifesto.builders.base import Builder, BuildRequest, BuiltImage, Problem
+from manifesto.builders.runner import Runner
 from manifesto.errors import UsageError
 
 DEFAULT_BUILDER = "buildah"
@@ -17,9 +17,9 @@ def get_builder(name: str = DEFAULT_BUILDER, runner: Runner | None = None, **opt
 
     `options` go to the builder's constructor (e.g. storage=, storage_driver=, executable=).
     """
-    from manifesto.build.buildah import BuildahBuilder
-    from manifesto.build.buildx import BuildxBuilder
-    from manifesto.build.podman import PodmanBuilder
+    from manifesto.builders.buildah import BuildahBuilder
+    from manifesto.builders.buildx import BuildxBuilder
+    from manifesto.builders.podman import PodmanBuilder
 
     classes: dict[str, type[Any]] = {
         "buildah": BuildahBuilder,

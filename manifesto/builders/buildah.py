@@ -36,8 +36,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from manifesto.build.access import Access, Resolve, registry_access
-from manifesto.build.base import (
+from manifesto.builders.access import Access, Resolve, registry_access
+from manifesto.builders.base import (
     MEDIA_FORMATS,
     BuildRequest,
     BuiltImage,
@@ -48,7 +48,7 @@ from manifesto.build.base import (
     requested_format,
     validate_request,
 )
-from manifesto.build.runner import Runner, apt_package, missing_tool_message
+from manifesto.builders.runner import Runner, apt_package, missing_tool_message
 from manifesto.errors import (
     BuildError,
     ContentError,
@@ -63,7 +63,7 @@ from manifesto.oci.manifest import ImageManifest, detect_media_type
 from manifesto.oci.platform import Platform
 from manifesto.store.layout import LayoutStore
 
-log = get_logger("manifesto.build")
+log = get_logger("manifesto.builders")
 
 PLATFORM_ARGS = ("TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT")
 _UNCONSUMED = re.compile(r"^\[Warning\] one or more build args were not consumed: \[(?P<names>[^\]]*)\]\s*$")

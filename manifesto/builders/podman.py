@@ -13,8 +13,8 @@ import hashlib
 import tempfile
 from pathlib import Path
 
-from manifesto.build.base import BuildRequest
-from manifesto.build.buildah import BuildahBuilder
+from manifesto.builders.base import BuildRequest
+from manifesto.builders.buildah import BuildahBuilder
 
 MAX_RUNROOT = 50  # podman 4.3 refuses a longer --runroot ("longer than 50 characters")
 

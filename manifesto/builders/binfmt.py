@@ -17,13 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from manifesto.build.base import Problem
-from manifesto.build.runner import Runner
+from manifesto.builders.base import Problem
+from manifesto.builders.runner import Runner
 from manifesto.errors import BuildError, InvalidPlatform
 from manifesto.log import get_logger
 from manifesto.oci.platform import Platform
 
-log = get_logger("manifesto.build")
+log = get_logger("manifesto.builders")
 
 PROC = Path("/proc/sys/fs/binfmt_misc")
 BINFMTS = Path("/usr/share/binfmts")  # binfmt-support's import dir (qemu-user-static ships here)

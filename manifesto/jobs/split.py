@@ -15,7 +15,7 @@ from pathlib import Path
 from manifesto import tasks
 from manifesto.errors import UsageError
 from manifesto.matrix.plan import Plan
-from manifesto.matrix.publish import (
+from manifesto.jobs.publish import (
     Child,
     Result,
     check_unique,

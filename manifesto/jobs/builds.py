@@ -1,0 +1,135 @@
+"""Build every platform of a Plan in parallel, bounded; the first failure fails them all.
+
+After a build fails, builds still queued do not start (running ones finish: their logs may
+matter too), so a publish that is going to fail fails fast. Ctrl-C and SIGTERM cancel running
+builds through the builder (they run in their own process groups).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import CancelledError, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from manifesto.builders.base import Builder, BuildRequest, BuiltImage
+from manifesto.errors import BuildError, ManifestoError, UsageError, VerificationError
+from manifesto.log import get_logger
+from manifesto.matrix.plan import BuildStep, Plan
+
+log = get_logger("manifesto.builds")
+
+
+def _ignore(line: str) -> None:
+    pass
+
+
+@dataclass
+class Options:
+    builder: Builder | None = None
+    jobs: int = 0
+    source_date_epoch: int | None = None
+    insecure: bool = False
+    keep_work: bool = False
+    on_line: Callable[[str], None] = field(default=_ignore)  # build output (quiet may drop it)
+    on_notice: Callable[[str], None] = field(default=_ignore)  # what the user must see even with -q
+
+
+# ---- building -------------------------------------------------------------------------------
+
+
+class _NotStarted(Exception):
+    """A queued build that did not start because another one had already failed."""
+
+
+def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
+    """Build every BuildStep in parallel (bounded); raise the first failure.
+
+    After a build fails, builds still queued do not start (running ones finish; they are not
+    killed: their logs may matter too), so a publish that is going to fail fails fast.
+    """
+    steps = plan.build_steps
+    if not steps:
+        return []
+    if options.builder is None:
+        raise UsageError("no builder")
+    builder = options.builder
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def one(step: BuildStep) -> BuiltImage:
+        if failed.is_set():
+            raise _NotStarted()
+        prefix = f"[{step.platform}] "
+
+        def emit(line: str) -> None:
+            with lock:
+                options.on_line(prefix + line)
+
+        request = BuildRequest(
+            platform=step.platform,
+            context=step.context,
+            dockerfile=step.dockerfile,
+            args=step.args,
+            output=work / str(step.platform).replace("/", "-"),
+            source_date_epoch=options.source_date_epoch,
+            media_format=plan.matrix.format,
+            insecure=options.insecure,
+        )
+        log.info("build_started", platform=str(step.platform), builder=builder.name)
+        try:
+            built = builder.build(request, emit)
+        except BaseException:
+            failed.set()  # set here, in the build's own thread, before its worker takes the next one
+            raise
+        log.info("build_finished", platform=str(step.platform), digest=str(built.digest))
+        return built
+
+    jobs = options.jobs or min(len(steps), os.cpu_count() or 1)
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="build")
+    futures = [pool.submit(one, s) for s in steps]
+    results: list[BuiltImage] = []
+    failures: list[tuple[BuildStep, ManifestoError]] = []
+    not_started = 0
+    try:
+        for step, fut in zip(steps, futures):
+            try:
+                results.append(fut.result())
+            except (_NotStarted, CancelledError):
+                not_started += 1
+            except (BuildError, VerificationError, UsageError) as e:
+                failures.append((step, e))
+                for other in futures:
+                    other.cancel()  # only those not running yet
+    except BaseException as e:
+        failed.set()  # an interrupt or an unexpected error: start nothing more
+        if isinstance(e, KeyboardInterrupt):
+            runner = getattr(builder, "runner", None)  # builds run in their own process groups
+            if runner is not None:
+                runner.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if failures:
+        step, first = failures[0]
+        notes = []
+        if len(failures) > 1:
+            notes.append(f"{len(failures) - 1} more platform(s) failed too")
+        if not_started:
+            notes.append(f"{not_started} queued build(s) not started")
+        others = f" ({'; '.join(notes)})" if notes else ""
+        tail = getattr(first, "log_tail", "")
+        raise BuildError(f"{step.platform}: build failed: {first}{others}" + (f"\n{tail}" if tail else ""), log_tail=tail)
+    return results
+
+def work_dir() -> Path:
+    """A fresh directory for this run's per-platform layouts, under the user's cache."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "manifesto" / "work"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="publish-", dir=base))
+    except OSError as e:
+        raise ManifestoError(f"cannot create a work directory under {base}: {e.strerror or e}") from None
