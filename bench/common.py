@@ -9,7 +9,9 @@ knows its target and prints one `name: manifesto X, peer Y, ratio R (target ...)
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shlex
 import shutil
 import signal
 import statistics
@@ -115,6 +117,76 @@ def run(
             usage.ru_utime + usage.ru_stime,
         )
     return done.check() if check else done
+
+
+HYPERFINE = "hyperfine"
+
+
+def have_hyperfine() -> bool:
+    """Whether hyperfine is on PATH; as root, install it from Debian first when it is not.
+
+    Why hyperfine: start-up bound commands (tens of ms) need many runs, warm-ups and its
+    outlier handling; bench/common.run stays for commands that need a fresh name every run.
+    """
+    if shutil.which(HYPERFINE):
+        return True
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        log("installing hyperfine (apt-get install hyperfine)")
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "check": False}
+        if subprocess.run(["apt-get", "install", "-y", "-q", HYPERFINE], **quiet).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], **quiet)
+            subprocess.run(["apt-get", "install", "-y", "-q", HYPERFINE], **quiet)
+    return shutil.which(HYPERFINE) is not None
+
+
+@dataclass
+class Timed:
+    """Wall-time samples of one command, and its mean CPU time per run (user + system)."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+
+def timed_rounds(
+    commands: Mapping[str, Sequence[str | os.PathLike[str]]],
+    env: Mapping[str, str],
+    *,
+    rounds: int,
+    runs: int,
+    warmup: int = 3,
+) -> dict[str, Timed]:
+    """Time each command `rounds x runs` times, the order of the commands reversed every round.
+
+    With hyperfine (`-N`, no shell; warm-ups; JSON export) each round is one hyperfine call over
+    all the commands; alternating who goes first keeps a slow spell of the machine from landing
+    on one command only. Without hyperfine, the same schedule with bench.common.run.
+    """
+    names = list(commands)
+    got = {n: Timed() for n in names}
+    use_hyperfine = have_hyperfine()
+    for r in range(rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        if not use_hyperfine:
+            for _ in range(warmup if r == 0 else 0):
+                for n in order:
+                    run(commands[n], env)
+            for _ in range(runs):
+                for n in order:
+                    p = run(commands[n], env)
+                    got[n].wall.append(p.wall)
+                    got[n].cpu.append(p.cpu)
+            continue
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            argv = [HYPERFINE, "-N", "--style", "none", "--warmup", str(warmup), "--runs", str(runs)]
+            argv += ["--export-json", out.name]
+            for n in order:
+                argv += ["--command-name", n, shlex.join(str(a) for a in commands[n])]
+            run(argv, env, timeout=1800)
+            for entry in json.loads(Path(out.name).read_text())["results"]:
+                t = got[entry["command"]]
+                t.wall.extend(entry["times"])
+                t.cpu.append(entry["user"] + entry["system"])
+    return got
 
 
 def _kill(pid: int) -> None:

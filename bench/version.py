@@ -1,7 +1,10 @@
-"""version: start-up cost. `manifesto --version` wall time, median of 20, ≤ 100 ms.
+"""version: start-up cost. `manifesto --version` against `python -c pass`, ratio ≤ 1.3.
 
-Peer (for scale, not judged): `.venv/bin/python -c pass`, the interpreter's own floor on this
-machine at this moment; the ratio says how much manifesto's entry point adds to it.
+Peer: `.venv/bin/python -c pass`, the interpreter's own floor on this machine at this moment
+(site, and the editable install's path hook, included); the ratio says how much manifesto's
+entry point adds to it. Issue 8 set the ratio target; the older absolute budget (≤ 100 ms) is
+kept in the notes (`within_100ms`). Timed with hyperfine (bench.common.timed_rounds): 4 rounds of
+--repeat x 5 runs (default 25 each, so 100 runs of each), after 3 warm-ups.
 
 Also reports `python -X importtime` for `manifesto inspect --help` (the parser of every command,
 no command module) and for `import manifesto.cli.lists` (what the docker-manifest verbs import
@@ -15,17 +18,19 @@ from bench.common import (
     PYTHON,
     Context,
     Result,
-    interleaved,
+    cpu_notes,
     log,
     median,
     run,
     sandbox_env,
     spread,
+    timed_rounds,
 )
 
 NAME = "version"
-TARGET_S = 0.100
-RUNS = 20
+TARGET_RATIO = 1.3
+OLD_TARGET_S = 0.100
+ROUNDS = 4
 
 
 def importtime(argv: list[str], env: dict[str, str]) -> list[tuple[int, int, int, str]]:
@@ -55,30 +60,29 @@ def offenders(rows: list[tuple[int, int, int, str]], n: int = 10) -> dict[str, o
 def bench(ctx: Context) -> list[Result]:
     env = sandbox_env(ctx.work.fresh("version"))
     commands = {"manifesto": [str(MANIFESTO), "--version"], "python": [str(PYTHON), "-c", "pass"]}
-    run(commands["manifesto"], env)  # warm-up
-    run(commands["python"], env)
-    samples: dict[str, list[float]] = {"manifesto": [], "python": []}
-    runs = max(RUNS, ctx.repeat_arg or 0)
-    for _, manifesto_first in interleaved(runs):
-        for tool in ("manifesto", "python") if manifesto_first else ("python", "manifesto"):
-            samples[tool].append(run(commands[tool], env).wall)
+    runs = 5 * ctx.repeat()
+    got = timed_rounds(commands, env, rounds=ROUNDS, runs=runs)
+    samples = {tool: got[tool].wall for tool in commands}
     m, p = median(samples["manifesto"]), median(samples["python"])
-    log(f"{NAME}: manifesto --version {m * 1000:.1f} ms, python -c pass {p * 1000:.1f} ms ({runs} runs each)")
+    log(f"{NAME}: manifesto --version {m * 1000:.1f} ms, python -c pass {p * 1000:.1f} ms ({len(samples['python'])} runs each)")
 
     # Import profiles, best of 5 by total so one contended run does not mislead.
     def best(argv: list[str]) -> dict[str, object]:
         return min((offenders(importtime(argv, env)) for _ in range(5)), key=lambda o: o["total_import_ms"])
 
     notes = {
-        "runs": runs,
+        "runs": len(samples["manifesto"]),
+        "within_100ms": m <= OLD_TARGET_S,
         "manifesto_spread": spread(samples["manifesto"]),
         "python_spread": spread(samples["python"]),
+        **cpu_notes(got["manifesto"].cpu, got["python"].cpu),
         "importtime_inspect_help": best([str(MANIFESTO), "inspect", "--help"]),
         "importtime_cli_lists": best(["-c", "import manifesto.cli.lists"]),
+        "importtime_cli_inspect": best(["-c", "import manifesto.cli.inspect"]),
     }
     return [
         Result(
-            NAME, "s", m, p, "python -c pass", m / p, TARGET_S, target_on="manifesto",
+            NAME, "s", m, p, "python -c pass", m / p, TARGET_RATIO,
             manifesto_samples=samples["manifesto"], peer_samples=samples["python"], notes=notes,
         )
     ]  # fmt: skip

@@ -1,6 +1,7 @@
 """One error tree for the whole tool.
 
-Library code raises these; only the CLI maps them to exit codes and one-line messages.
+Library code raises these; only the CLI maps them to exit codes (its table in cli/main.py) and
+one-line messages, so a library user never meets a process-level concern on an exception.
 Foreign errors (httpx, yaml, subprocess, OSError) are converted where they arise.
 """
 
@@ -10,13 +11,9 @@ from __future__ import annotations
 class ManifestoError(Exception):
     """Root of every error manifesto raises on purpose."""
 
-    exit_code = 1
-
 
 class UsageError(ManifestoError):
     """Bad input from the user: arguments, references, files."""
-
-    exit_code = 2
 
 
 class InvalidReference(UsageError):
@@ -46,13 +43,9 @@ class SpecError(UsageError):
 class AuthError(ManifestoError):
     """Credentials missing, rejected, or lacking the scope needed."""
 
-    exit_code = 3
-
 
 class NotFound(ManifestoError):
     """A repository, manifest, blob or draft that does not exist."""
-
-    exit_code = 4
 
 
 class ContentError(ManifestoError):

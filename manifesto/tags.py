@@ -16,6 +16,7 @@ from manifesto import tasks
 from manifesto.errors import ConcurrentUpdate
 from manifesto.log import get_logger
 from manifesto.oci.digest import Digest
+from manifesto.oci.reference import LAYOUT_PREFIX
 from manifesto.store.protocol import Store
 
 log = get_logger("manifesto.tags")
@@ -25,11 +26,7 @@ Key = tuple[str, str, str]
 
 def _where(store: Store) -> str:
     """A store's name that outlives its client: a run may read with one client, write with another."""
-    registry = getattr(store, "registry", None)
-    if isinstance(registry, str):
-        return registry
-    path = getattr(store, "path", None)
-    return f"oci:{path}" if path is not None else f"store-{id(store)}"
+    return store.name
 
 
 @dataclass(frozen=True)
@@ -53,7 +50,7 @@ class TagMove:
     @property
     def name(self) -> str:
         where = _where(self.store)
-        return f"{where}:{self.tag}" if where.startswith("oci:") else f"{where}/{self.repo}:{self.tag}"
+        return f"{where}:{self.tag}" if where.startswith(LAYOUT_PREFIX) else f"{where}/{self.repo}:{self.tag}"
 
 
 class Snapshot:

@@ -13,13 +13,22 @@ from collections.abc import Awaitable
 from typing import Any
 
 
-async def gather(*aws: Awaitable[Any]) -> list[Any]:
-    """The results in order, or the first failure (in argument order) once all have stopped."""
+async def gather(*aws: Awaitable[Any], in_order: bool = False) -> list[Any]:
+    """The results in order, or the first failure (in argument order) once all have stopped.
+
+    By default the first failure to happen stops the rest at once, so which one is raised can
+    depend on timing. With `in_order`, a failure stops only the awaitables after it; those before
+    it run on (one of them may fail too), so the failure raised is always the first in argument
+    order, whatever finished first (an index's first bad entry, not the fastest).
+    """
     tasks = [asyncio.ensure_future(a) for a in aws]
     if not tasks:
         return []
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        if in_order:
+            await _until_first_in_order(tasks)
+        else:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     except BaseException:
         await _stop(tasks)
         raise
@@ -28,6 +37,20 @@ async def gather(*aws: Awaitable[Any]) -> list[Any]:
         await _stop(tasks)
         raise failed[0].exception()  # type: ignore[misc]
     return [t.result() for t in tasks]
+
+
+async def _until_first_in_order(tasks: list[asyncio.Future[Any]]) -> None:
+    """Wait until every task is done, cancelling those after the earliest failure so far."""
+    limit = len(tasks)
+    pending = set(tasks)
+    while pending:
+        _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+        for i, task in enumerate(tasks[:limit]):
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                for later in tasks[i + 1 : limit]:
+                    later.cancel()
+                limit = i
+                break
 
 
 async def _stop(tasks: list[asyncio.Future[Any]]) -> None:

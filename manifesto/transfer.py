@@ -2,9 +2,14 @@
 
 Every blob is moved at most once per run (concurrent copies of a shared layer wait for the one
 in flight), skipped when the target already has it, mounted when source and target are
-repositories of the same registry, and streamed otherwise. Child manifests are PUT by digest
-before anything refers to them, so a registry never sees an index naming a missing child
-(distribution 2.8 answers such an index with 400 MANIFEST_BLOB_UNKNOWN).
+repositories of the same store and it can mount, read from its file when the source has local
+blobs, and streamed otherwise. A blob the source names but holds elsewhere (a natively built
+image's base layers, store/overlay.py) is taken from that origin the same way: mounted when the
+origin is another repository of the target, streamed once otherwise. Child manifests are PUT
+by digest before anything refers to them, so a registry never sees an index naming a missing
+child (distribution 2.8 answers such an index with 400 MANIFEST_BLOB_UNKNOWN). Stores are
+reached through store/protocol.py only: `Store`, and the optional abilities `Mounter`,
+`LocalBlobs` and `BlobOrigins` asked for with isinstance on those protocols.
 """
 
 from __future__ import annotations
@@ -21,8 +26,7 @@ from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
-from manifesto.store.protocol import Fetched, Store
-from manifesto.store.registry.client import RegistryClient
+from manifesto.store.protocol import BlobOrigins, Fetched, LocalBlobs, Mounter, Store
 from manifesto.store.registry.retry import RETRY_STATUSES
 from manifesto.tags import Snapshot, TagMove, move_tags
 
@@ -38,8 +42,11 @@ class Place:
     store: Store
     repo: str
 
-    def same_registry(self, other: Place) -> bool:
-        return isinstance(self.store, RegistryClient) and self.store is other.store
+    def mounter(self, source: Place) -> Mounter | None:
+        """This place's store when it can mount blobs from `source` (another repository of it)."""
+        if isinstance(self.store, Mounter) and source.store is self.store and source.repo != self.repo:
+            return self.store
+        return None
 
 
 @dataclass
@@ -74,16 +81,18 @@ class Copier:
         if await dst.store.blob_size(dst.repo, descriptor.digest) is not None:
             self.stats.blobs_skipped += 1
             return
+        origin = source.store.blob_origin(descriptor.digest) if isinstance(source.store, BlobOrigins) else None
+        if origin is not None:  # not held there (a native build's base layer): take it from where it is
+            source = Place(*origin)
         location = None
-        if source.same_registry(dst) and source.repo != dst.repo:
-            assert isinstance(dst.store, RegistryClient)
-            location = await dst.store.mount_blob(dst.repo, descriptor, source.repo)
+        mounter = dst.mounter(source)
+        if mounter is not None:
+            location = await mounter.mount_blob(dst.repo, descriptor, source.repo)
             if location is None:
                 self.stats.blobs_mounted += 1
                 return
-        path = getattr(source.store, "blob_path", None)
-        if path:  # a file: the store replays it itself if an upload breaks
-            await self._write(descriptor, path(descriptor.digest), location)
+        if isinstance(source.store, LocalBlobs):  # a file: the store replays it itself if an upload breaks
+            await self._write(descriptor, source.store.blob_path(descriptor.digest), location)
         else:
             await self._stream_blob(source, descriptor, location)
         self.stats.blobs_uploaded += 1
@@ -94,7 +103,6 @@ class Copier:
         """Stream a blob from the source into the target, restarting the whole copy (a new GET,
         a new upload session) when either connection breaks: a stream cannot be replayed, and
         distribution refuses to resume a broken session. The digest is verified as it streams."""
-        dst = self.target
         for attempt in range(1, BLOB_COPY_ATTEMPTS + 1):
             data = source.store.read_blob(source.repo, descriptor.digest)
             try:
@@ -103,8 +111,7 @@ class Copier:
             except (NetworkError, RegistryError) as e:
                 if isinstance(e, RegistryError) and e.status not in RETRY_STATUSES:
                     raise  # the registry refused the blob: copying it again changes nothing
-                if await dst.store.blob_size(dst.repo, descriptor.digest) == descriptor.size:
-                    return  # the final PUT landed before the connection broke
+                # (whether a broken final PUT landed anyway, the store's write_blob has checked)
                 if attempt == BLOB_COPY_ATTEMPTS:
                     if isinstance(e, ConnectionLost):
                         raise ConnectionLost(e.doing, attempt, e.detail) from None
@@ -112,15 +119,16 @@ class Copier:
                 log.info("blob_copy_restart", digest=str(descriptor.digest), attempt=attempt, reason=str(e))
                 location = None  # a mount's session went with the broken upload
             finally:
-                if hasattr(data, "aclose"):
-                    await data.aclose()  # closes the source's response
+                await data.aclose()  # closes the source's response
 
     async def _write(self, descriptor: Descriptor, data: Path | AsyncIterator[bytes], location: str | None) -> None:
         dst = self.target
-        if isinstance(dst.store, RegistryClient):
-            await dst.store.write_blob(dst.repo, descriptor, data, location=location)
-        else:
+        if location is None:
             await dst.store.write_blob(dst.repo, descriptor, data)
+            return
+        mounter = dst.store  # an upload session that a mount opened instead: only a Mounter has one
+        assert isinstance(mounter, Mounter)
+        await mounter.write_blob(dst.repo, descriptor, data, location=location)
 
     async def manifest(self, source: Place, fetched: Fetched) -> Descriptor:
         """Copy a manifest (and, for an index, every child) into the target by digest."""
@@ -132,7 +140,7 @@ class Copier:
     async def _copy_manifest(self, source: Place, fetched: Fetched) -> None:
         dst = self.target
         doc = parse(fetched.raw, fetched.media_type, f"{source.repo}@{fetched.digest}")
-        if await dst.store.head_manifest(dst.repo, str(fetched.digest)) is not None:
+        if await dst.store.head_manifest(dst.repo, fetched.digest) is not None:
             self.stats.manifests_skipped += 1
             return
         if isinstance(doc, ImageIndex):
@@ -140,14 +148,14 @@ class Copier:
         else:
             assert isinstance(doc, ImageManifest)
             await tasks.gather(*(self.blob(source, d) for d in doc.blobs()))
-        await dst.store.put_manifest(dst.repo, str(fetched.digest), fetched.raw, fetched.media_type)
+        await dst.store.put_manifest(dst.repo, fetched.digest, fetched.raw, fetched.media_type)
         self.stats.manifests_pushed += 1
 
     async def children(self, source: Place, descriptors: tuple[Descriptor, ...] | list[Descriptor]) -> None:
         """Copy the manifests an index names (fetched from `source` by digest)."""
 
         async def one(d: Descriptor) -> None:
-            fetched = await source.store.get_manifest(source.repo, str(d.digest))
+            fetched = await source.store.get_manifest(source.repo, d.digest)
             await self.manifest(source, fetched)
 
         await tasks.gather(*(one(d) for d in descriptors))

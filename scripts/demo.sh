@@ -5,7 +5,9 @@
 #      also pushes docker-library style per-arch repos (amd64/hello, arm64v8/hello, ...);
 #   3. assemble those per-arch repos by hand with create / annotate / push, like `docker manifest`;
 #   4. show both lists with `manifesto inspect`;
-#   5. pull each platform back out of the list and run it under qemu: each prints its machine.
+#   5. pull each platform back out of the list and run it under qemu: each prints its machine;
+#   6. the same for examples/hello-native, which has no RUN: manifesto's native builder writes
+#      its five images itself (no buildah, no qemu), and each runs its own ENTRYPOINT + CMD.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -62,15 +64,38 @@ say "assembling the per-arch repos by hand: create, annotate, push"
 "$M" push --purge "$reg/hello-assembled:1.0.0" --tag latest
 "$M" inspect -v "$reg/hello-assembled:1.0.0"
 
-say "running every platform from the published list (foreign ones under qemu)"
 echo "{}" > "$work/auth.json"
 B=(buildah --root "$work/buildah" --runroot "$work/buildah-run" --storage-driver vfs)
-for platform in linux/amd64 linux/arm64/v8 linux/arm/v7 linux/ppc64le linux/s390x; do
-    IFS=/ read -r os arch variant <<< "$platform"
-    name="demo-${arch}${variant:+-$variant}"
-    "${B[@]}" from --quiet --name "$name" --tls-verify=false --authfile "$work/auth.json" \
-        --os "$os" --arch "$arch" ${variant:+--variant "$variant"} "docker://$reg/hello:1.0.0" >/dev/null
-    printf '%-16s %s\n' "$platform" "$("${B[@]}" run --isolation chroot "$name" /bin/sh -c 'echo "hello from $(cat /etc/built-on) (uname -m: $(uname -m))"')"
-done
+# run_platforms NAME REF [COMMAND...]: pull each platform of REF with buildah and run COMMAND in
+# it (foreign ones under qemu); without COMMAND, the image's own ENTRYPOINT + CMD.
+run_platforms() {
+    local label="$1" ref="$2" platform os arch variant name argv
+    shift 2
+    for platform in linux/amd64 linux/arm64/v8 linux/arm/v7 linux/ppc64le linux/s390x; do
+        IFS=/ read -r os arch variant <<< "$platform"
+        name="demo-$label-${arch}${variant:+-$variant}"
+        "${B[@]}" from --quiet --name "$name" --tls-verify=false --authfile "$work/auth.json" \
+            --os "$os" --arch "$arch" ${variant:+--variant "$variant"} "docker://$ref" >/dev/null
+        if [ "$#" -gt 0 ]; then
+            argv=("$@")
+        else
+            mapfile -t argv < <("${B[@]}" inspect --format \
+                '{{range .OCIv1.Config.Entrypoint}}{{println .}}{{end}}{{range .OCIv1.Config.Cmd}}{{println .}}{{end}}' "$name")
+        fi
+        printf '%-16s %s\n' "$platform" "$("${B[@]}" run --isolation chroot "$name" -- "${argv[@]}")"
+    done
+}
+
+say "running every platform from the published list (foreign ones under qemu)"
+run_platforms hello "$reg/hello:1.0.0" /bin/sh -c 'echo "hello from $(cat /etc/built-on) (uname -m: $(uname -m))"'
+
+say "hello-native: no RUN, so the native builder writes each image itself (no buildah, no qemu)"
+bash examples/hello-native/prepare.sh
+"$M" publish -f examples/hello-native/platforms.yaml --image "$reg/hello-native" --dry-run
+"$M" publish -f examples/hello-native/platforms.yaml --image "$reg/hello-native" --quiet
+"$M" inspect "$reg/hello-native:1.0.0"
+
+say "running every platform of hello-native: each runs its own ENTRYPOINT + CMD"
+run_platforms hello-native "$reg/hello-native:1.0.0"
 
 say "done"

@@ -8,7 +8,7 @@
 set -euo pipefail
 
 PKGS=(docker-registry skopeo buildah podman qemu-user-static binfmt-support
-      apache2-utils busybox-static uidmap fuse-overlayfs)
+      apache2-utils busybox-static uidmap fuse-overlayfs umoci oci-image-tool)
 
 is_ci() { case "${CI:-}" in true|TRUE|1|yes) return 0 ;; *) return 1 ;; esac; }
 

@@ -42,7 +42,7 @@ FORBIDDEN_IMPORTS = {
     "manifesto.builders",
     "manifesto.matrix",
     "manifesto.transfer",
-    "manifesto.assemble",
+    "manifesto.lists",
 }
 # Calls that touch files, processes or the network, by bare name or by attribute name.
 FORBIDDEN_NAMES = {"open", "exec", "eval", "__import__", "input"}

@@ -21,3 +21,74 @@ def test_local_draft_verbs_do_not_load_the_registry_stack():
 
 def test_version_and_the_parser_load_nothing_heavy():
     assert _loaded_after("from manifesto.cli.main import build_parser; build_parser()") == []
+
+
+def test_version_imports_no_argparse():
+    probe = "from manifesto.cli.main import main\nmain(['--version'])\nimport sys\nprint('argparse' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split()[-1] == "False"
+
+
+def test_copy_does_not_load_the_matrix():
+    # `manifesto copy` reads no platforms.yaml: neither PyYAML nor manifesto.matrix is imported
+    probe = (
+        "from manifesto.cli.main import build_parser\n"
+        "args = build_parser().parse_args(['copy', 'a', 'b'])\n"
+        "import manifesto.cli.publishing, manifesto.jobs.copy, sys\n"
+        "print(sorted(m for m in sys.modules if m == 'yaml' or m.startswith('manifesto.matrix')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# A plain-HTTP registry's client speaks HTTP/1.1 only: it loads neither h2 nor httpcore's HTTP/2
+# modules (store/registry/tls.py: unverified_transport). A verified client made afterwards in the
+# same process must still get HTTP/2 from a server that offers it.
+_H2_PROBE = """
+import asyncio, ssl, sys
+import httpx
+from manifesto.store.registry.client import RegistryClient
+
+plain, tls, ca = sys.argv[1:4]
+
+async def main():
+    async with RegistryClient(plain) as client:
+        await client.check_login()
+        assert client.base == f"http://{plain}", client.base
+    print("h2 after plain:", "h2" in sys.modules, any("http2" in m for m in sys.modules))
+    async with httpx.AsyncClient(http2=True, verify=ssl.create_default_context(cafile=ca)) as http:
+        resp = await http.get(f"https://{tls}/v2/")
+    print("then:", resp.status_code, resp.http_version)
+
+asyncio.run(main())
+"""
+
+
+def _tls_registry(directory):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests.support.certs import self_signed
+    from tests.support.registry import Registry
+
+    directory.mkdir()
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert, key_path = directory / "tls.crt", directory / "tls.key"
+    cert.write_bytes(self_signed(key, "manifesto test registry", ip="127.0.0.1", days=1).public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    tls = {"http": {"tls": {"certificate": str(cert), "key": str(key_path)}}}
+    return Registry(directory / "reg", extra_config=tls).start(), cert
+
+
+def test_a_plain_http_registry_loads_no_http2_and_http2_still_works_after(registry, tmp_path):
+    tls, ca = _tls_registry(tmp_path / "tls")
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", _H2_PROBE, registry.host, tls.host, str(ca)],
+            capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+    finally:
+        tls.stop()
+    assert out.stdout.splitlines() == ["h2 after plain: False False", "then: 200 HTTP/2"]

@@ -61,3 +61,32 @@ def test_cancelling_the_caller_cancels_every_task() -> None:
         assert sorted(cancelled) == [1, 2]
 
     asyncio.run(main())
+
+
+def test_in_order_raises_the_first_failure_in_argument_order() -> None:
+    """A later, faster failure stops what comes after it, not what comes before it."""
+    state: dict[str, str] = {}
+
+    async def slow_fail() -> None:
+        await asyncio.sleep(0.05)
+        state["first"] = "failed"
+        raise ValueError("first")
+
+    async def fast_fail() -> None:
+        raise ValueError("second")
+
+    async def after() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            state["after"] = "cancelled"
+            raise
+
+    async def main() -> None:
+        with pytest.raises(ValueError, match="first"):
+            await gather(slow_fail(), fast_fail(), after(), in_order=True)
+        assert state == {"first": "failed", "after": "cancelled"}
+        assert len(asyncio.all_tasks()) == 1
+
+    asyncio.run(main())
+    assert asyncio.run(gather(asyncio.sleep(0, 1), asyncio.sleep(0, 2), in_order=True)) == [1, 2]

@@ -60,13 +60,20 @@ class BuildRequest:
 
 @dataclass(frozen=True)
 class BuiltImage:
-    """A built single-platform image: where it is (layout + tag) and what it is (digest)."""
+    """A built single-platform image: where it is (layout + tag) and what it is (digest).
+
+    `base` names where the blobs the layout lacks are: a natively built image's layout holds
+    its new layers, config and manifest but not its base's layers (never downloaded to build),
+    which stay in the base's repository (`host/repo`) or layout (`oci:DIR`). None when the
+    layout holds every blob. Copy it through store/overlay.py's built_place.
+    """
 
     platform: Platform
     layout: Path
     tag: str
     digest: Digest
     media_type: str
+    base: str | None = None
 
 
 @runtime_checkable
@@ -81,6 +88,15 @@ class Builder(Protocol):
 
     def build(self, request: BuildRequest, on_line: Callable[[str], None]) -> BuiltImage:
         """Build `request`, streaming log lines to `on_line`; raises BuildError/VerificationError."""
+        ...
+
+    def cancel(self) -> None:
+        """Stop every running build, from any thread; builds started later stop at once.
+
+        Why: builds run in threads and their tools in process groups of their own, which Ctrl-C
+        does not reach; whoever runs builds calls this on KeyboardInterrupt. A builder with
+        nothing to stop (no subprocess) does nothing.
+        """
         ...
 
 

@@ -60,19 +60,18 @@ from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageManifest, detect_media_type
-from manifesto.oci.platform import Platform
+from manifesto.oci.platform import PLATFORM_ARGS, Platform, platform_args
+from manifesto.oci.reference import LAYOUT_PREFIX
 from manifesto.store.layout import LayoutStore
 
 log = get_logger("manifesto.builders")
 
-PLATFORM_ARGS = ("TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT")
 _UNCONSUMED = re.compile(r"^\[Warning\] one or more build args were not consumed: \[(?P<names>[^\]]*)\]\s*$")
 
 
-def platform_args(platform: Platform) -> dict[str, str]:
+def own_args(platform: Platform) -> dict[str, str]:
     """The TARGET* build args buildah derives from `--platform` (containerd-normalized)."""
-    p = normalized(platform)
-    return {"TARGETPLATFORM": str(p), "TARGETOS": p.os, "TARGETARCH": p.architecture, "TARGETVARIANT": p.variant or ""}
+    return platform_args(normalized(platform))
 
 
 def default_storage(tool: str) -> Path:
@@ -106,6 +105,10 @@ class BuildahBuilder:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(storage={str(self.storage)!r}, driver={self.storage_driver!r})"
+
+    def cancel(self) -> None:
+        """Stop running builds (Builder protocol): their process groups, through the runner."""
+        self.runner.cancel()
 
     # ---- command lines (one place each, so podman overrides only what differs) -------------
 
@@ -145,7 +148,7 @@ class BuildahBuilder:
         if request.source_date_epoch is not None:
             args += ["--timestamp", str(request.source_date_epoch)]
         args += common_flags(request, self.build_arg_values(request))
-        args += ["-t", destination or f"oci:{request.output}:{request.tag}", str(request.context)]
+        args += ["-t", destination or f"{LAYOUT_PREFIX}{request.output}:{request.tag}", str(request.context)]
         return args
 
     def build_arg_values(self, request: BuildRequest) -> dict[str, str]:
@@ -165,7 +168,7 @@ class BuildahBuilder:
                 text = _read_text(request.dockerfile)
             return word in text
 
-        for key, value in platform_args(request.platform).items():
+        for key, value in own_args(request.platform).items():
             if key in values and values[key] == value and (value or not mentions(key)):
                 del values[key]
         if request.source_date_epoch is not None and mentions("SOURCE_DATE_EPOCH"):
@@ -175,7 +178,7 @@ class BuildahBuilder:
     def implicit_args(self, request: BuildRequest) -> frozenset[str]:
         """TARGET* names buildah may call "not consumed" that are its own (or equal to it)."""
         values = self.build_arg_values(request)
-        own = platform_args(request.platform)
+        own = own_args(request.platform)
         return frozenset(k for k in PLATFORM_ARGS if values.get(k, own[k]) == own[k])
 
     def info_args(self) -> list[str]:
@@ -227,7 +230,7 @@ class BuildahBuilder:
         lines = trim_unconsumed_warning(on_line, self.implicit_args(request))
         existed = request.output.exists()
         try:
-            with registry_access(request, platform_args(request.platform), self.credentials) as access:
+            with registry_access(request, own_args(request.platform), self.credentials) as access:
                 if access.insecure_hosts:
                     log.info("registries_without_tls", builder=self.name, hosts=list(access.insecure_hosts))
                 if fmt == "oci":

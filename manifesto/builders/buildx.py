@@ -45,6 +45,7 @@ from manifesto.log import get_logger
 from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.manifest import ImageIndex, ImageManifest
+from manifesto.oci.platform import PLATFORM_ARGS
 from manifesto.store.layout import LayoutStore
 
 log = get_logger("manifesto.builders")
@@ -71,6 +72,10 @@ class BuildxBuilder:
         self.executable = executable or self.tool
         self.builder = builder
         self.buildkit: tuple[int, int] | None = None  # BuildKit version seen by the last check()
+
+    def cancel(self) -> None:
+        """Stop running builds (Builder protocol): their process groups, through the runner."""
+        self.runner.cancel()
 
     def check(self) -> list[Problem]:
         """The docker CLI, its buildx plugin, a reachable engine, and a builder that can export OCI."""
@@ -184,7 +189,7 @@ class BuildxBuilder:
         return built
 
     def _warn_plain_http(self, request: BuildRequest) -> None:
-        targets = {k: v for k, v in request.args.items() if k.startswith("TARGET")}
+        targets = {k: v for k, v in request.args.items() if k in PLATFORM_ARGS}
         hosts = plain_http_hosts(request, pulled_registries(request, targets))
         if hosts:
             log.warning(

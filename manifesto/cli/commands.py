@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from manifesto.builders import BUILDER_NAMES
+
 
 def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
@@ -96,7 +98,7 @@ def register_publishing(sub, add_common) -> None:
             p.add_argument("--platform", action="append", metavar="P", help="only these platforms (repeatable or comma-separated)")
             p.add_argument("--dry-run", action="store_true", help="print the plan; build and push nothing")
             p.add_argument("-j", "--jobs", type=int, help="builds at once (default: one per core)")
-            p.add_argument("--builder", choices=["buildah", "podman", "buildx"], help="override build.builder")
+            p.add_argument("--builder", choices=BUILDER_NAMES, help="override build.builder")
             p.add_argument("--source-date-epoch", type=int, help="reproducible timestamps (default: $SOURCE_DATE_EPOCH)")
             p.add_argument("--keep-work", action="store_true", help="keep the per-platform OCI layouts (says where)")
             p.add_argument("-q", "--quiet", action="store_true", help="do not echo build output")
@@ -125,11 +127,11 @@ def register_publishing(sub, add_common) -> None:
     p.add_argument("-f", "--file", default="platforms.yaml")
     p.add_argument("--image", metavar="REPO", help="check this repository instead of the file's `image`")
     p.add_argument("--platform", action="append", metavar="P")
-    p.add_argument("--builder", choices=["buildah", "podman", "buildx"])
+    p.add_argument("--builder", choices=BUILDER_NAMES)
     p.add_argument("--fix", action="store_true", help="mount binfmt_misc and enable qemu handlers (root)")
     p.add_argument("--insecure", action="store_true")
 
     p = command("copy", "Copy an image or index with all its children: registry or oci:DIR[:tag], either way.", "copy")
     p.add_argument("source", metavar="SRC")
     p.add_argument("destination", metavar="DST")
-    p.add_argument("--insecure", action="store_true")
+    p.add_argument("--insecure", action="store_true", help="allow plain HTTP / unverified TLS registries")

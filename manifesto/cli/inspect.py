@@ -15,16 +15,19 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from manifesto import assemble
+from manifesto import tasks
+from manifesto.cli.main import exit_code
 from manifesto.cli.render import printable, size, table
 from manifesto.errors import ManifestoError
+from manifesto.lists.drafts import DraftStore
+from manifesto.lists.rules import build_index, choose_media_type
+from manifesto.lists.sources import read_config
 from manifesto.oci import mediatype
 from manifesto.oci.config import ImageConfig
 from manifesto.oci.descriptor import ATTESTATION_SUBJECT_KEY, ATTESTATION_TYPE_KEY, Descriptor
 from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import Reference
-from manifesto.store.drafts import DraftStore
 from manifesto.store.registry.pool import Registries
 
 UNKNOWN = "unknown"
@@ -52,7 +55,7 @@ async def _gather_remote(regs: Registries, ref: Reference, verbose: bool, raw_on
     doc = parse(fetched.raw, fetched.media_type, ref.familiar)
     if isinstance(doc, ImageManifest):
         if doc.has_image_config:  # artifacts (helm charts, SBOMs) have no image config to read
-            shown.config = await assemble.read_config(regs, ref, doc, require_platform=False)
+            shown.config = await read_config(regs, ref, doc, require_platform=False)
     elif verbose:
 
         async def one(d: Descriptor) -> None:
@@ -61,14 +64,14 @@ async def _gather_remote(regs: Registries, ref: Reference, verbose: bool, raw_on
             child = await client.get_manifest(ref.repository, str(d.digest))
             await _describe_child(regs, ref.with_digest(d.digest), child.raw, child.media_type, shown)
 
-        await asyncio.gather(*(one(d) for d in doc.manifests))
+        await tasks.gather(*(one(d) for d in doc.manifests), in_order=True)
     return shown
 
 
 async def _gather_local(regs: Registries, ref: Reference, verbose: bool, raw_only: bool) -> Shown:
     draft = DraftStore().load(ref)
-    media_type = assemble.choose_media_type(draft.entries, draft.format)
-    index = assemble.build_index(draft.entries, media_type, draft.annotations)
+    media_type = choose_media_type(draft.entries, draft.format)
+    index = build_index(draft.entries, media_type, draft.annotations)
     shown = Shown(ref, index.raw, media_type, local=True)
     if verbose and not raw_only:
 
@@ -76,7 +79,7 @@ async def _gather_local(regs: Registries, ref: Reference, verbose: bool, raw_onl
             if not entry.descriptor.is_attestation:
                 await _describe_child(regs, entry.source, entry.raw, entry.descriptor.media_type, shown)
 
-        await asyncio.gather(*(one(e) for e in draft.entries))
+        await tasks.gather(*(one(e) for e in draft.entries), in_order=True)
     return shown
 
 
@@ -89,7 +92,7 @@ async def _describe_child(regs: Registries, ref: Reference, raw: bytes, media_ty
     if doc.artifact:
         shown.artifacts[digest] = doc.artifact
     if doc.has_image_config:
-        shown.configs[digest] = await assemble.read_config(regs, ref, doc, require_platform=False)
+        shown.configs[digest] = await read_config(regs, ref, doc, require_platform=False)
 
 
 def inspect_refs(args: argparse.Namespace) -> int:
@@ -108,7 +111,7 @@ def inspect_refs(args: argparse.Namespace) -> int:
                 except ManifestoError as e:
                     return e
 
-            return list(await asyncio.gather(*(one(r) for r in refs)))
+            return list(await tasks.gather(*(one(r) for r in refs)))
 
     results = asyncio.run(run())
     errors = [r for r in results if isinstance(r, ManifestoError)]
@@ -131,7 +134,7 @@ def inspect_refs(args: argparse.Namespace) -> int:
         print("\n\n".join(blocks))
     for e in errors:
         sys.stderr.write(f"manifesto: error: {e}\n")
-    return max((e.exit_code for e in errors), default=0)
+    return max((exit_code(e) for e in errors), default=0)
 
 
 def _platform(p: Platform | None) -> str:

@@ -15,7 +15,7 @@ from manifesto.log import get_logger
 from manifesto.oci import mediatype
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import Reference
-from manifesto.store.drafts import Draft, DraftStore, find_entry
+from manifesto.lists.drafts import Draft, DraftStore, find_entry
 
 log = get_logger("manifesto.cli")
 
@@ -59,12 +59,12 @@ def create(args: argparse.Namespace) -> int:
     refuse_existing()  # before any network work; again under the lock below
     import asyncio
 
-    from manifesto import assemble, tasks
+    from manifesto.lists.sources import read_sources
     from manifesto.store.registry.pool import Registries
 
     async def read_all():
         async with Registries(insecure=args.insecure) as regs:
-            return await tasks.gather(*(assemble.read_source(regs, s) for s in sources))
+            return await read_sources(regs, sources)
 
     read = asyncio.run(read_all())
     found = [e for source in read for e in source.entries]
@@ -92,8 +92,8 @@ def _kept_annotations(current: dict[str, str], flattened) -> dict[str, str]:
     with a warning naming what was left out.
     """
     out = dict(current)
-    for source, annotations in flattened:
-        for key, value in annotations.items():
+    for source, given in flattened:
+        for key, value in given.items():
             if key not in out:
                 out[key] = value
             elif out[key] != value:
@@ -126,7 +126,7 @@ def annotate(args: argparse.Namespace) -> int:
             platform = platform.with_(os_features=_features(platform.os_features, args.os_features))
         annotations = {**d.annotations, **_pairs(args.annotation, "--annotation")}
         entries = list(draft.entries)
-        entries[i] = type(entry)(entry.source, d.with_(platform=platform, annotations=annotations), entry.raw, entry.config_platform)
+        entries[i] = replace(entry, descriptor=d.with_(platform=platform, annotations=annotations))
         draft = draft.with_entries(entries)
         index_annotations = _pairs(args.index_annotation, "--index-annotation")
         if index_annotations:
@@ -141,34 +141,41 @@ def annotate(args: argparse.Namespace) -> int:
 def push(args: argparse.Namespace) -> int:
     import asyncio
 
-    from manifesto import assemble
+    from manifesto.lists import push as lists
+    from manifesto.lists.rules import build_index, choose_media_type, ensure_tags, problems
     from manifesto.store.registry.pool import Registries
+    from manifesto.transfer import Place
 
     name = Reference.parse(args.list)
     store = DraftStore()
     draft = store.load(name)
     if not draft.entries:
         raise UsageError(f"local list {name.familiar} has no entries")
-    media_type = assemble.choose_media_type(draft.entries, args.format or draft.format)
-    found = assemble.problems(draft.entries, media_type, draft.annotations)
+    media_type = choose_media_type(draft.entries, args.format or draft.format)
+    found = [p.text("--format oci") for p in problems(draft.entries, media_type, draft.annotations)]
     if found and not args.force:
         raise UsageError(f"refusing to push {name.familiar}: {'; '.join(found)} (--force to push anyway)")
     for p in found:
         log.warning("push_forced", problem=p)
-    tags = assemble.ensure_tags(name, args.tag)
-    index = assemble.build_index(draft.entries, media_type, draft.annotations)
+    tags = ensure_tags(name, args.tag)
+    index = build_index(draft.entries, media_type, draft.annotations)
 
-    async def run():
+    async def run() -> lists.Pushed:
         async with Registries(insecure=args.insecure or draft.insecure) as regs:
-            return await assemble.push_index(regs, name, draft.entries, index, tags)
+            seen = await lists.preflight(regs, name, tags, unchanged=index.digest)
+            place = Place(regs.client(name), name.repository)
+            return await lists.push(
+                regs, place, name.name, draft.entries, media_type=media_type, annotations=draft.annotations,
+                tags=tags, seen=seen, read_back=False,
+            )  # fmt: skip
 
     result = asyncio.run(run())
     if args.purge:
         store.delete(name)
     moved = ", ".join(result.tags_moved) or "none"
     kept = f"; unchanged: {', '.join(result.tags_unchanged)}" if result.tags_unchanged else ""
-    print(f"Pushed {name.name} ({mediatype.format_name(result.media_type)}, {_entries(len(index.manifests))}); tags: {moved}{kept}", file=sys.stderr)
-    print(result.digest)
+    print(f"Pushed {name.name} ({mediatype.format_name(result.index.media_type)}, {_entries(len(result.index.manifests))}); tags: {moved}{kept}", file=sys.stderr)
+    print(result.index.digest)
     return 0
 
 

@@ -7,20 +7,50 @@ only with --debug.
 
 from __future__ import annotations
 
-import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where a parser is built: `--version` needs none (~3 ms)
+    import argparse
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
+# Error class (by name in manifesto.errors) -> exit code; subclasses take their nearest listed
+# ancestor's code and anything else EXIT_FAILURE. Names, not classes, so --version and --help
+# never import the error tree.
+EXIT_CODES = {"UsageError": EXIT_USAGE, "AuthError": EXIT_AUTH, "NotFound": EXIT_NOT_FOUND}
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, like every other error
-        sys.stderr.write(f"manifesto: error: {message} (see `{self.prog} --help`)\n")
-        raise SystemExit(EXIT_USAGE)
+
+def exit_code(error: BaseException) -> int:
+    """The exit code for `error`: its nearest class in EXIT_CODES, else EXIT_FAILURE."""
+    for cls in type(error).__mro__:
+        if cls.__module__ == "manifesto.errors" and cls.__name__ in EXIT_CODES:
+            return EXIT_CODES[cls.__name__]
+    return EXIT_FAILURE
+
+
+_parser_class: type[argparse.ArgumentParser] | None = None
+
+
+def _parser() -> type[argparse.ArgumentParser]:
+    """The ArgumentParser whose errors are one line and exit 2, like every other error."""
+    global _parser_class
+    if _parser_class is None:
+        import argparse
+
+        class _Parser(argparse.ArgumentParser):
+            def error(self, message: str) -> None:  # type: ignore[override]
+                sys.stderr.write(f"manifesto: error: {message} (see `{self.prog} --help`)\n")
+                raise SystemExit(EXIT_USAGE)
+
+        _parser_class = _Parser
+    return _parser_class
 
 
 def _add_common(p: argparse.ArgumentParser, top: bool = False) -> None:
     # Subcommands take the same flags; SUPPRESS keeps their defaults from undoing the global ones.
+    import argparse
+
     default = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="count", default=default(0), help="more log output (-vv for debug)")
     p.add_argument("--debug", action="store_true", default=default(False), help="debug logs and tracebacks")
@@ -29,13 +59,14 @@ def _add_common(p: argparse.ArgumentParser, top: bool = False) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from manifesto import __version__
 
-    parser = _Parser(
+    parser_class = _parser()
+    parser = parser_class(
         prog="manifesto",
         description="Build and publish multi-arch container images; assemble and inspect manifest lists.",
     )
     parser.add_argument("--version", action="version", version=f"manifesto {__version__}")
     _add_common(parser, top=True)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=parser_class)
     from manifesto.cli import commands
 
     commands.register(sub, _add_common)
@@ -68,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        _fail(str(e), e.exit_code)
-        return e.exit_code
+        code = exit_code(e)
+        _fail(str(e), code)
+        return code
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP turned into one (running builds cancelled)
         signum = getattr(e, "signum", None)
         sys.stderr.write(f"manifesto: {'terminated' if signum else 'interrupted'}\n")

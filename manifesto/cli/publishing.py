@@ -6,14 +6,16 @@ import argparse
 import asyncio
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from manifesto.errors import UsageError
-from manifesto.matrix import plan as planning
-from manifesto.matrix.model import Target, arch_ref_problem
 from manifesto.oci.platform import Platform
-from manifesto.oci.reference import Reference, check_tag
+from manifesto.oci.reference import Reference
+
+if TYPE_CHECKING:  # the matrix (PyYAML) is imported by the commands that read one: not `copy`
+    from manifesto.matrix import plan as planning
+    from manifesto.matrix.model import Target
 
 
 def _platforms(values: list[str]) -> list[Platform]:
@@ -38,23 +40,20 @@ def _repository(text: str) -> Reference:
     return ref
 
 
-def _load(args: argparse.Namespace, target: Target | None = None):
-    from manifesto.matrix.spec import load
+def _load(args: argparse.Namespace, target: Target | None = None) -> planning.Plan:
+    """The plan of -f with --image (or `target`), --tag, --builder and --platform (jobs.publish.plan)."""
+    from manifesto.jobs.publish import plan
+    from manifesto.matrix.model import Target
 
-    matrix = load(Path(args.file))
-    if getattr(args, "image", None):
-        matrix = replace(matrix, image=Target(reference=_repository(args.image)))
-    if target is not None:
-        matrix = replace(matrix, image=target)
-    if getattr(args, "tag", None):
-        matrix = replace(matrix, tags=tuple(dict.fromkeys(check_tag(t) for t in args.tag)))
-    if getattr(args, "builder", None):  # so the plan (and --dry-run) names the builder that runs
-        matrix = replace(matrix, build=replace(matrix.build, builder=args.builder))
-    if matrix.arch_tag and matrix.image.reference is not None:  # --image/--tag may break it
-        problem = arch_ref_problem(matrix.arch_tag, matrix.image.reference, matrix.tags, matrix.entries)
-        if problem:
-            raise UsageError(f"{args.file}: {problem}")
-    return planning.make_plan(matrix, _platforms(getattr(args, "platform", []) or []))
+    if target is None and getattr(args, "image", None):
+        target = Target(reference=_repository(args.image))
+    return plan(
+        args.file,
+        image=target,
+        tags=getattr(args, "tag", None) or (),
+        platforms=_platforms(getattr(args, "platform", []) or []),
+        builder=getattr(args, "builder", None),
+    )
 
 
 def _epoch(args: argparse.Namespace) -> int | None:
@@ -82,13 +81,11 @@ def _stderr(line: str) -> None:
 
 
 def _options(args: argparse.Namespace, plan: planning.Plan, epoch: int | None):
-    from manifesto.builders import get_builder
     from manifesto.jobs.publish import Options
 
     quiet = getattr(args, "quiet", False)
-    builder = get_builder(plan.builder) if plan.build_steps else None
     return Options(
-        builder=builder,
+        builder=None,  # each build step's own (the plan chose it: `auto` per Dockerfile)
         jobs=args.jobs or 0,
         source_date_epoch=epoch,
         insecure=getattr(args, "insecure", False),
@@ -134,7 +131,7 @@ def _finish(result, report: str | None) -> int:
     from manifesto.cli.render import table
     from manifesto.jobs.publish import write_json
 
-    rows = [[str(c.platform), str(c.digest), str(c.size), c.source] for c in result.children]
+    rows = [[str(c.platform), str(c.digest), str(c.size), c.source_label] for c in result.children]
     sys.stderr.write(table(["platform", "digest", "size", "source"], rows) + "\n")
     if report:
         write_json(Path(report), result.report())
@@ -178,7 +175,9 @@ def publish(args: argparse.Namespace) -> int:
     epoch = _check_args(args)
     _check_outputs(("--report", args.report), ("--digest-file", args.digest_file))
     if args.dry_run:
-        print(planning.render(plan, push_by_digest=args.push_by_digest))
+        from manifesto.matrix.plan import render
+
+        print(render(plan, push_by_digest=args.push_by_digest))
         return 0
     result = run(plan, _options(args, plan, epoch), push_index_too=not args.push_by_digest)
     if args.digest_file:
@@ -190,13 +189,16 @@ def publish(args: argparse.Namespace) -> int:
 
 def build(args: argparse.Namespace) -> int:
     from manifesto.jobs.publish import publish as run
+    from manifesto.matrix.model import Target
 
     output = Path(args.output).resolve()
     plan = _load(args, Target(layout=output))
     epoch = _check_args(args)
     _check_outputs(("--report", args.report))
     if args.dry_run:
-        print(planning.render(plan))
+        from manifesto.matrix.plan import render
+
+        print(render(plan))
         return 0
     result = run(plan, _options(args, plan, epoch))
     sys.stderr.write(f"wrote OCI image layout {output}\n")
@@ -204,11 +206,11 @@ def build(args: argparse.Namespace) -> int:
 
 
 def assemble(args: argparse.Namespace) -> int:
-    from manifesto.jobs.split import assemble_from_files
+    from manifesto.jobs.split import assemble as run
 
     plan = _load(args)
     _check_outputs(("--report", args.report))
-    result = assemble_from_files(plan, [Path(f) for f in args.digest_files], insecure=args.insecure)
+    result = run(plan, args.digest_files, insecure=args.insecure)
     return _finish(result, args.report)
 
 
@@ -229,11 +231,8 @@ def _registry_problems(ref: Reference, insecure: bool) -> list:
         asyncio.run(probe())
     except AuthError as e:
         return [Problem(f"registry {host}: cannot push to {ref.name}: {e}", fix=f"manifesto login {host}")]
-    except NetworkError as e:
-        if f"cannot reach {host}: " not in str(e):  # it answered: TLS, or the connection broke
-            return [Problem(str(e))]
-        cause = str(e).split(f"cannot reach {host}: ", 1)[-1]
-        return [Problem(f"cannot reach {host}: {cause}")]
+    except NetworkError as e:  # says itself what happened: cannot reach, TLS, connection lost
+        return [Problem(str(e))]
     except ManifestoError as e:
         return [Problem(f"registry {host}: cannot push to {ref.name}: {e}")]
     return []
@@ -242,19 +241,20 @@ def _registry_problems(ref: Reference, insecure: bool) -> list:
 def doctor(args: argparse.Namespace) -> int:
     from manifesto.jobs.doctor import run_checks
 
-    builder = args.builder
+    builders: tuple[str, ...] = (args.builder,) if args.builder and args.builder != "auto" else ("buildah",)
     platforms: list[Platform] = _platforms(args.platform or [])
     ref = _repository(args.image) if args.image else None
     if Path(args.file).exists() or args.file != "platforms.yaml":
         plan = _load(args)
-        builder = builder or plan.builder
+        builders = plan.builders or builders  # what the plan chose (auto: per Dockerfile)
         platforms = platforms or [s.platform for s in plan.build_steps]
         ref = plan.target.reference
     registry_check = (lambda: _registry_problems(ref, args.insecure)) if ref is not None else None
 
     problems = run_checks(
-        builder or "buildah", platforms, registry_check, fix=args.fix, on_line=lambda line: print(line, file=sys.stderr)
+        builders, platforms, registry_check, fix=args.fix, on_line=lambda line: print(line, file=sys.stderr)
     )
+    builder = ", ".join(builders)
     names = ", ".join(str(p) for p in platforms) or "no platforms"
     if not problems:
         where = f" and push to {ref.name}" if ref is not None else ""

@@ -1,8 +1,11 @@
 """Build every platform of a Plan in parallel, bounded; the first failure fails them all.
 
-After a build fails, builds still queued do not start (running ones finish: their logs may
-matter too), so a publish that is going to fail fails fast. Ctrl-C and SIGTERM cancel running
-builds through the builder (they run in their own process groups).
+Each BuildStep names its builder (the plan chose it: `auto` gives native or buildah per
+Dockerfile); one instance of each builder serves the whole run, unless Options.builder gives
+the one instance every step uses. After a build fails, builds still queued do not start
+(running ones finish: their logs may matter too), so a publish that is going to fail fails
+fast. Ctrl-C and SIGTERM cancel running builds through their builders (they run in their own
+process groups, or their own event loops).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from manifesto.builders.base import Builder, BuildRequest, BuiltImage
-from manifesto.errors import BuildError, ManifestoError, UsageError, VerificationError
+from manifesto.errors import BuildError, ManifestoError
 from manifesto.log import get_logger
 from manifesto.matrix.plan import BuildStep, Plan
 
@@ -29,7 +32,7 @@ def _ignore(line: str) -> None:
 
 @dataclass
 class Options:
-    builder: Builder | None = None
+    builder: Builder | None = None  # every step's builder; None: each step's own, by name
     jobs: int = 0
     source_date_epoch: int | None = None
     insecure: bool = False
@@ -54,15 +57,14 @@ def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
     steps = plan.build_steps
     if not steps:
         return []
-    if options.builder is None:
-        raise UsageError("no builder")
-    builder = options.builder
+    builders = builders_for(steps, options.builder)
     lock = threading.Lock()
     failed = threading.Event()
 
     def one(step: BuildStep) -> BuiltImage:
         if failed.is_set():
             raise _NotStarted()
+        builder = builders[step.builder]
         prefix = f"[{step.platform}] "
 
         def emit(line: str) -> None:
@@ -100,16 +102,15 @@ def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
                 results.append(fut.result())
             except (_NotStarted, CancelledError):
                 not_started += 1
-            except (BuildError, VerificationError, UsageError) as e:
+            except ManifestoError as e:  # BuildError, VerificationError, UsageError, a base that cannot be read
                 failures.append((step, e))
                 for other in futures:
                     other.cancel()  # only those not running yet
     except BaseException as e:
         failed.set()  # an interrupt or an unexpected error: start nothing more
         if isinstance(e, KeyboardInterrupt):
-            runner = getattr(builder, "runner", None)  # builds run in their own process groups
-            if runner is not None:
-                runner.cancel()
+            for builder in {id(b): b for b in builders.values()}.values():
+                builder.cancel()  # builds run in their own process groups, which Ctrl-C does not reach
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -121,9 +122,20 @@ def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
         if not_started:
             notes.append(f"{not_started} queued build(s) not started")
         others = f" ({'; '.join(notes)})" if notes else ""
-        tail = getattr(first, "log_tail", "")
+        tail = first.log_tail if isinstance(first, BuildError) else ""
         raise BuildError(f"{step.platform}: build failed: {first}{others}" + (f"\n{tail}" if tail else ""), log_tail=tail)
     return results
+
+def builders_for(steps: tuple[BuildStep, ...], given: Builder | None) -> dict[str, Builder]:
+    """Builder name → the one instance this run uses: `given` for every name when set, else
+    get_builder(name) once per name the steps use."""
+    from manifesto.builders import get_builder
+
+    names = dict.fromkeys(s.builder for s in steps)
+    if given is not None:
+        return {name: given for name in names}
+    return {name: get_builder(name) for name in names}
+
 
 def work_dir() -> Path:
     """A fresh directory for this run's per-platform layouts, under the user's cache."""

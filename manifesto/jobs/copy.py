@@ -8,18 +8,15 @@ streamed otherwise; the destination tag is set last.
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from manifesto.errors import UsageError
 from manifesto.oci.digest import Digest
-from manifesto.oci.reference import Reference
+from manifesto.oci.reference import LAYOUT_PREFIX, Reference, is_digest, split_layout
 from manifesto.store.layout import LayoutStore
 from manifesto.store.registry.pool import Registries
 from manifesto.transfer import Copier, Place
-
-_LAYOUT_TAG = re.compile(r"^(.*?):([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
 
 
 @dataclass(frozen=True)
@@ -32,12 +29,8 @@ class Location:
 
     @classmethod
     def parse(cls, text: str) -> Location:
-        if text.startswith("oci:"):
-            rest = text[4:]
-            m = _LAYOUT_TAG.match(rest)
-            path, tag = (m.group(1), m.group(2)) if m else (rest, None)
-            if not path:
-                raise UsageError(f"{text}: oci: needs a directory, e.g. oci:./out:1.0")
+        if text.startswith(LAYOUT_PREFIX):
+            path, tag = split_layout(text)  # a ':' in the directory name is no tag
             return cls(layout=Path(path), tag=tag)
         return cls(reference=Reference.parse(text.removeprefix("docker://")))
 
@@ -55,27 +48,37 @@ class Location:
 
 
 def copy(source: str, destination: str, *, insecure: bool = False) -> Digest:
-    src, dst = Location.parse(source), Location.parse(destination)
-    if dst.reference is not None and dst.reference.digest:
-        raise UsageError(f"{destination}: copy to a tag, not a digest")
+    """Copy an image or index with every child from `source` to `destination`; its digest.
+
+    The sync wrapper library users call (and the CLI): copy_image runs under asyncio.run with
+    Registries of its own (`insecure`: no TLS verification for any registry).
+    """
 
     async def run() -> Digest:
         async with Registries(insecure=insecure) as registries:
-            src_place = src.place(registries)
-            ref = src.manifest_reference
-            if ref is None:
-                store = src_place.store
-                assert isinstance(store, LayoutStore)
-                tags = store.tags()
-                if len(tags) != 1:
-                    raise UsageError(f"{source}: the layout has {len(tags)} tags; name one as oci:DIR:TAG")
-                ref = next(iter(tags))
-            fetched = await src_place.store.get_manifest(src_place.repo, ref)
-            dst_place = dst.place(registries, create=True)
-            copier = Copier(dst_place)
-            await copier.manifest(src_place, fetched)
-            tag = (dst.reference.tag if dst.reference else dst.tag) or (ref if ":" not in ref else None) or "latest"
-            await copier.tag(tag, fetched.raw, fetched.media_type)
-            return fetched.digest
+            return await copy_image(registries, source, destination)
 
     return asyncio.run(run())
+
+
+async def copy_image(registries: Registries, source: str, destination: str) -> Digest:
+    """The async core of copy(), with the caller's Registries: the manifest by its exact bytes,
+    every blob and child first, the destination tag (else the source's, else latest) last."""
+    src, dst = Location.parse(source), Location.parse(destination)
+    if dst.reference is not None and dst.reference.digest:
+        raise UsageError(f"{destination}: copy to a tag, not a digest")
+    src_place = src.place(registries)
+    ref = src.manifest_reference
+    if ref is None:  # oci:DIR without a tag: the layout's only tag
+        assert src.layout is not None
+        tags = LayoutStore(src.layout).tags()
+        if len(tags) != 1:
+            raise UsageError(f"{source}: the layout has {len(tags)} tags; name one as oci:DIR:TAG")
+        ref = next(iter(tags))
+    fetched = await src_place.store.get_manifest(src_place.repo, ref)
+    dst_place = dst.place(registries, create=True)
+    copier = Copier(dst_place)
+    await copier.manifest(src_place, fetched)
+    tag = (dst.reference.tag if dst.reference else dst.tag) or (None if is_digest(ref) else ref) or "latest"
+    await copier.tag(tag, fetched.raw, fetched.media_type)
+    return fetched.digest

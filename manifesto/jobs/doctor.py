@@ -7,10 +7,10 @@ reachability check that the caller passes in (it needs credentials and a target)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from manifesto.builders import binfmt, get_builder
+from manifesto.builders import WRITES_ONLY, binfmt, get_builder
 from manifesto.builders.base import Problem
 from manifesto.builders.runner import Runner
 from manifesto.log import get_logger
@@ -20,7 +20,7 @@ log = get_logger("manifesto.jobs.doctor")
 
 
 def run_checks(
-    builder_name: str,
+    builder_name: str | Sequence[str],
     platforms: list[Platform],
     registry_check: Callable[[], list[Problem]] | None = None,
     fix: bool = False,
@@ -32,6 +32,9 @@ def run_checks(
 ) -> list[Problem]:
     """Every problem found, after running the automatic fixes when `fix` is true.
 
+    `builder_name` is one builder or the builders a plan chose (each checked once); qemu is
+    checked only when one of them executes the image's commands (native never does).
+
     With `fix`, the commands of fixable problems (missing packages, binfmt_misc mount and qemu
     handlers; see binfmt.run_fixes) run as root, their output streamed to `on_line`, and the
     checks run again: the result is what is still wrong afterwards. A problem whose fix failed
@@ -39,11 +42,14 @@ def run_checks(
     exit status and last output lines.
     """
     runner = runner or Runner()
-    builder = get_builder(builder_name, runner=runner, **(builder_options or {}))
+    names = [builder_name] if isinstance(builder_name, str) else list(dict.fromkeys(builder_name))
+    options = builder_options or {}  # for the tool builders; native takes none
+    builders = [get_builder(name, runner=runner, **({} if name in WRITES_ONLY else options)) for name in names]
+    executes = any(name not in WRITES_ONLY for name in names)  # only those run foreign binaries, under qemu
 
     def collect() -> list[Problem]:
-        emulation = binfmt.check(platforms, root=binfmt_root)
-        return list(builder.check()) + emulation
+        emulation = binfmt.check(platforms, root=binfmt_root) if executes else []
+        return [p for b in builders for p in b.check()] + emulation
 
     problems = collect()
     if fix and any(p.commands for p in problems):

@@ -9,29 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from manifesto import tasks
 from manifesto.errors import UsageError
+from manifesto.jobs.publish import Result, in_matrix_order, preflight, push_index, read_assembled, target_place
+from manifesto.lists.entry import Entry
 from manifesto.matrix.plan import Plan
-from manifesto.jobs.publish import (
-    Child,
-    Result,
-    check_unique,
-    in_matrix_order,
-    preflight,
-    push_assembled,
-    push_index,
-    target_place,
-    verify_children,
-)
 from manifesto.store.registry.pool import Registries
-from manifesto.transfer import Copier
 
 
-def read_digest_files(files: list[Path]) -> list[Child]:
-    children: list[Child] = []
+def read_digest_files(files: list[Path]) -> list[Entry]:
+    children: list[Entry] = []
     for path in files:
         try:
             data = json.loads(path.read_text())
@@ -40,14 +32,29 @@ def read_digest_files(files: list[Path]) -> list[Child]:
         items = data.get("platforms") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise UsageError(f"{path}: not a manifesto digest file (no 'platforms' list)")
-        children += [Child.from_json(item, str(path)) for item in items]
+        children += [Entry.from_record(item, str(path)) for item in items]
     return children
 
 
-def assemble_from_files(plan: Plan, files: list[Path], insecure: bool = False) -> Result:
+def assemble(plan: Plan, digest_files: Sequence[str | os.PathLike[str]], *, insecure: bool = False) -> Result:
     """The second half of a split publish: the built children named by digest files, plus the
-    `image:` entries, which assemble copies itself (digest files hold only built children)."""
-    children = read_digest_files(files)
+    `image:` entries, which assemble copies itself (digest files hold only built children).
+
+    The sync wrapper library users call (and the CLI): the files are checked against the plan
+    before anything is sent, then push_children runs under asyncio.run with Registries of its own.
+    """
+    children = plan_children(plan, read_digest_files([Path(f) for f in digest_files]))
+
+    async def run() -> Result:
+        async with Registries(insecure=insecure) as registries:
+            return await push_children(registries, plan, children)
+
+    return asyncio.run(run())
+
+
+def plan_children(plan: Plan, children: list[Entry]) -> list[Entry]:
+    """The digest files' children checked against the plan: each one a platform it builds,
+    every platform it builds covered, and each with the arch tags this plan renders."""
     built = plan.build_steps
     for c in children:
         if any(c.platform.same_as(s.platform) for s in built):
@@ -63,22 +70,24 @@ def assemble_from_files(plan: Plan, files: list[Path], insecure: bool = False) -
     if missing:
         raise UsageError(f"no digest file covers {', '.join(map(str, missing))}; index not pushed")
     # arch tags as this plan renders them (its --image/--tag), not as the digest files say
-    children = [
-        replace(c, arch_refs=tuple(str(r) for s in built if s.platform.same_as(c.platform) for r in s.arch_refs))
+    return [
+        replace(c, arch_refs=tuple(r for s in built if s.platform.same_as(c.platform) for r in s.arch_refs))
         for c in children
     ]
 
-    async def run() -> Result:
-        async with Registries(insecure=insecure) as registries:
-            seen = await preflight(plan, registries)  # push allowed? what the tags hold now
-            place = target_place(plan, registries)
-            target = str(plan.target)
-            copier = Copier(place)
-            verified = await verify_children(place, target, children)  # before anything is written
-            check_unique(verified)
-            groups = await tasks.gather(*(push_assembled(copier, registries, s) for s in plan.assemble_steps))
-            assembled = [await verify_children(place, target, g) for g in groups]
-            ordered = in_matrix_order(plan, verified, assembled)
-            return await push_index(place, plan, ordered, registries, seen)
 
-    return asyncio.run(run())
+async def push_children(registries: Registries, plan: Plan, children: list[Entry]) -> Result:
+    """The async core of assemble(): preflight, then the children with the `image:` entries
+    in matrix order through the one push path, with the caller's Registries.
+
+    The arch tags asked about before anything is written are exactly those the push moves:
+    the children's own (plan_children renders them from the plan; image: entries have none).
+    """
+    arch_refs = [r for c in children for r in c.arch_refs]
+    seen = await preflight(plan, registries, arch_refs=arch_refs)  # push allowed? what the tags hold now
+    place = target_place(plan, registries)
+    # the image: entries are read here and copied by lists.push, after the digest
+    # files' children are verified (a refused file writes nothing)
+    groups = await tasks.gather(*(read_assembled(registries, s) for s in plan.assemble_steps))
+    ordered = in_matrix_order(plan, children, list(groups))
+    return await push_index(registries, place, plan, ordered, seen)

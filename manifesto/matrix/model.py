@@ -11,12 +11,7 @@ from pathlib import Path
 
 from manifesto.errors import InvalidReference
 from manifesto.oci.platform import Platform
-from manifesto.oci.reference import Reference
-
-LAYOUT_PREFIX = "oci:"
-
-# Set by the plan for every platform (docker buildx's automatic platform args).
-PLATFORM_ARGS = ("TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT")
+from manifesto.oci.reference import LAYOUT_PREFIX, Reference
 
 # arch_tag placeholders, in the order the docs list them.
 PLACEHOLDERS = ("registry", "repository", "name", "tag", "os", "arch", "variant", "arch_ns", "platform_slug")

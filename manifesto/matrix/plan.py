@@ -1,7 +1,8 @@
 """Matrix → Plan: what `manifesto publish` will build, copy and push, decided before any I/O.
 
 Why: the plan is pure so `--dry-run` shows exactly what a real run does, and tests can check
-filtering and build args without a builder or a registry. publish.py runs a Plan step by step;
+filtering and build args without a builder or a registry. Its one read is each Dockerfile, when
+`builder: auto` must see whether it needs execution to choose native or buildah. publish.py runs a Plan step by step;
 render() is the text `--dry-run` prints.
 """
 
@@ -12,22 +13,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from manifesto.builders import Choice, choose
 from manifesto.errors import UsageError
-from manifesto.matrix.model import PLATFORM_ARGS, Matrix, Target
+from manifesto.matrix.model import Matrix, Target
 from manifesto.oci.mediatype import format_name
-from manifesto.oci.platform import Platform
-from manifesto.oci.reference import Reference
+from manifesto.oci.platform import PLATFORM_ARGS, Platform, platform_args
+from manifesto.oci.reference import LAYOUT_PREFIX, Reference
 
 
 @dataclass(frozen=True)
 class BuildStep:
-    """Build one platform. `args` is complete: global, entry, then the TARGET* platform args."""
+    """Build one platform. `args` is complete: global, entry, then the TARGET* platform args.
+
+    `builder` is the builder that runs it (build.builder, or for `auto` what its Dockerfile
+    needs: builders.choose) and `why` says why, for `--dry-run`.
+    """
 
     platform: Platform
     context: Path
     dockerfile: Path
     args: dict[str, str]
     arch_refs: tuple[Reference, ...]
+    builder: str = "buildah"
+    why: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,8 +62,13 @@ class Plan:
 
     @property
     def builder(self) -> str:
-        """The builder the build steps use."""
+        """The builder setting (build.builder or --builder; `auto` chooses per step)."""
         return self.matrix.build.builder
+
+    @property
+    def builders(self) -> tuple[str, ...]:
+        """The builders the build steps use, each once, in step order."""
+        return tuple(dict.fromkeys(s.builder for s in self.build_steps))
 
     @property
     def build_steps(self) -> tuple[BuildStep, ...]:
@@ -71,16 +84,6 @@ class Plan:
         return len(self.steps) < len(self.matrix.entries)
 
 
-def platform_args(platform: Platform) -> dict[str, str]:
-    """The automatic platform build args, as docker buildx sets them (variant kept as given)."""
-    return {
-        "TARGETPLATFORM": str(platform),
-        "TARGETOS": platform.os,
-        "TARGETARCH": platform.architecture,
-        "TARGETVARIANT": platform.variant or "",
-    }
-
-
 def make_plan(matrix: Matrix, only: Sequence[Platform] | None = None) -> Plan:
     """Turn a matrix into steps; `only` (the `--platform` filter) keeps just those platforms.
 
@@ -94,6 +97,7 @@ def make_plan(matrix: Matrix, only: Sequence[Platform] | None = None) -> Plan:
         if missing:
             raise UsageError(_missing_message(matrix, missing))
     steps: list[Step] = []
+    choices: dict[Path, Choice] = {}  # one reading per Dockerfile
     for entry in matrix.entries:
         if wanted and (entry.platform is None or not any(entry.platform.same_as(p) for p in wanted)):
             continue
@@ -101,6 +105,9 @@ def make_plan(matrix: Matrix, only: Sequence[Platform] | None = None) -> Plan:
             steps.append(AssembleStep(source=entry.image, platform=entry.platform))
             continue
         assert entry.platform is not None
+        if entry.dockerfile not in choices:
+            choices[entry.dockerfile] = choose(matrix.build.builder, entry.dockerfile)
+        choice = choices[entry.dockerfile]
         steps.append(
             BuildStep(
                 platform=entry.platform,
@@ -108,6 +115,8 @@ def make_plan(matrix: Matrix, only: Sequence[Platform] | None = None) -> Plan:
                 dockerfile=entry.dockerfile,
                 args={**entry.args, **platform_args(entry.platform)},
                 arch_refs=matrix.arch_refs(entry.platform),
+                builder=choice.builder,
+                why=choice.reason,
             )
         )
     return Plan(
@@ -170,15 +179,16 @@ def render(plan: Plan, *, push_by_digest: bool = False) -> str:
             show_args = show_args or bool(extra)
             push = [_by_digest(plan.target)] + ([] if push_by_digest else [str(r) for r in step.arch_refs])
             source = f"{_rel(step.context, base)} ({_rel(step.dockerfile, step.context)})"
-            rows.append([[str(step.platform)], ["build"], [source], [extra or "-"], push])
+            builder = str(Choice(step.builder, step.why))
+            rows.append([[str(step.platform)], ["build"], [builder], [source], [extra or "-"], push])
         else:
             platform = str(step.platform) if step.platform else "(from config)"
             push = ["(by manifesto assemble)"] if push_by_digest else [_by_digest(plan.target)]
-            rows.append([[platform], ["assemble"], [str(step.source)], ["-"], push])
-    header = ["PLATFORM", "STEP", "FROM", "ARGS", "PUSHED AS"]
+            rows.append([[platform], ["assemble"], [""], [str(step.source)], ["-"], push])
+    header = ["PLATFORM", "STEP", "BUILDER", "FROM", "ARGS", "PUSHED AS"]
     if not show_args:
-        header.pop(3)
-        rows = [row[:3] + row[4:] for row in rows]
+        header.pop(4)
+        rows = [row[:4] + row[5:] for row in rows]
     widths = [max([len(header[i])] + [len(text) for row in rows for text in row[i]]) for i in range(len(header))]
     lines.append(_row(header, widths))
     for row in rows:
@@ -226,7 +236,7 @@ def _by_digest(target: Target) -> str:
 
 def _layout(target: Target, base: Path) -> str:
     assert target.layout is not None
-    return f"oci:{_rel(target.layout, base)}"
+    return f"{LAYOUT_PREFIX}{_rel(target.layout, base)}"
 
 
 def _rel(path: Path, base: Path) -> str:

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from manifesto.builders import BUILDER_NAMES, DEFAULT_BUILDER
 from manifesto.errors import InvalidPlatform, InvalidReference, SpecError
 from manifesto.matrix.envsubst import SubstitutionError, substitute
 from manifesto.matrix.located import (
@@ -33,7 +34,6 @@ from manifesto.matrix.located import (
 from manifesto.matrix.model import (
     LAYOUT_PREFIX,
     PLACEHOLDERS,
-    PLATFORM_ARGS,
     BuildSettings,
     Entry,
     Matrix,
@@ -43,12 +43,10 @@ from manifesto.matrix.model import (
     render_arch_tag,
 )
 from manifesto.oci.mediatype import FORMATS
-from manifesto.oci.platform import Platform
-from manifesto.oci.reference import Reference, valid_tag
+from manifesto.oci.platform import PLATFORM_ARGS, Platform, duplicates
+from manifesto.oci.reference import TAG_SYNTAX, Reference, valid_tag
 
 VERSION = 1
-BUILDERS = ("buildah", "podman", "buildx")
-DEFAULT_BUILDER = "buildah"
 DEFAULT_FORMAT = "oci"
 DEFAULT_CONTEXT = "."
 DEFAULT_DOCKERFILE = "Dockerfile"
@@ -59,7 +57,6 @@ ENTRY_KEYS = ("platform", "image", "args", "dockerfile", "context")
 BUILD_ONLY_ENTRY_KEYS = ("args", "dockerfile", "context")
 
 __all__ = [
-    "BUILDERS",
     "LAYOUT_PREFIX",
     "PLACEHOLDERS",
     "PLATFORM_ARGS",
@@ -73,8 +70,7 @@ __all__ = [
     "render_arch_tag",
 ]
 
-# distribution/reference's tag grammar: [\w][\w.-]{0,127}
-_ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")  # fullmatch: `$` would let a newline through
 
 
 # ---- entry points -----------------------------------------------------------------------------
@@ -295,10 +291,7 @@ class _Validator:
             tag = self.expand(text, line)
             if not valid_tag(tag):
                 origin = f" (from {text!r})" if tag != text else ""
-                self.fail(
-                    line,
-                    f"invalid tag {tag!r}{origin}: a tag is 1-128 of A-Z a-z 0-9 _ . - and cannot start with . or -",
-                )
+                self.fail(line, f"invalid tag {tag!r}{origin}: {TAG_SYNTAX}")
             if tag in seen:
                 self.fail(line, f"duplicate tag {tag!r} (also on line {seen[tag]})")
             seen[tag] = line
@@ -329,7 +322,7 @@ class _Validator:
         builder, args = DEFAULT_BUILDER, {}
         if section is not None:
             self.keys(section, BUILD_KEYS, " in build")
-            builder = self.choice(section, "builder", BUILDERS, DEFAULT_BUILDER)
+            builder = self.choice(section, "builder", BUILDER_NAMES, DEFAULT_BUILDER)
             for key in ("context", "dockerfile"):
                 if key in section:
                     sources[key] = _Source(self.field(section, key), section.value_line(key))
@@ -343,7 +336,7 @@ class _Validator:
         out = self.string_map(m, "args", "build arg")
         table: LocatedMap = m["args"]
         for name in out:
-            if not _ARG_NAME.match(name):
+            if not _ARG_NAME.fullmatch(name):
                 self.fail(table.key_line(name), f"invalid build arg name {name!r}")
             if name in PLATFORM_ARGS:
                 self.fail(table.key_line(name), f"build arg {name} is set by manifesto for each platform")
@@ -382,7 +375,7 @@ class _Validator:
         if not seq:
             self.fail(doc.value_line("platforms"), "platforms must not be empty; list at least one, e.g. - linux/amd64")
         uses_ns = arch_tag is not None and "{arch_ns}" in arch_tag
-        seen_platforms: dict[tuple[str, ...], tuple[str, int]] = {}
+        named: list[tuple[str, int]] = []  # each entry's platform as written, and its line
         seen_images: dict[str, int] = {}
         out = []
         for i, item in enumerate(seq):
@@ -398,12 +391,11 @@ class _Validator:
                     f"a platform entry is a string (- linux/amd64) or a mapping (- platform: ... / - image: ...), "
                     f"got {_kind(item)}",
                 )
+            named.append((text, pline))
             if entry.platform is not None:
-                key = entry.platform.key()
-                if key in seen_platforms:
-                    first, first_line = seen_platforms[key]
+                for earlier, _ in duplicates([e.platform for e in out] + [entry.platform])[:1]:
+                    first, first_line = named[earlier]
                     self.fail(pline, f"duplicate platform {text!r} (same as {first!r} on line {first_line})")
-                seen_platforms[key] = (text, pline)
                 if uses_ns and entry.builds and entry.platform.namespace is None:
                     self.fail(pline, f"arch_tag uses {{arch_ns}}, but {entry.platform} has no docker-library namespace")
             elif entry.image is not None:

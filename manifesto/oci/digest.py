@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from manifesto.errors import DigestMismatch, InvalidDigest
 
 _HEX_LEN = {"sha256": 64, "sha512": 128}
+ALGORITHMS = frozenset(_HEX_LEN)  # the registered algorithms accepted
 _SHAPE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
 
 

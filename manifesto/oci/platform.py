@@ -10,6 +10,7 @@ from fetched documents are taken as they are (attestations say unknown/unknown).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -234,14 +235,66 @@ def contrast(a: Platform, b: Platform) -> tuple[str, str]:
     return text(a, extra_a), text(b, extra_b)
 
 
+def duplicates(platforms: Iterable[Platform | None]) -> list[tuple[int, int]]:
+    """Positions naming a platform already named: (the latest earlier one, this one), in order.
+
+    The one duplicate rule for every list of platforms (a matrix, `--platform`, an index's
+    entries): the same `key()` after normalization, so arm64 and arm64/v8 collide while two
+    os.versions of windows/amd64 do not. None (an entry without a platform) is skipped.
+    """
+    seen: dict[tuple[str, ...], int] = {}
+    out = []
+    for i, p in enumerate(platforms):
+        if p is None:
+            continue
+        key = p.key()
+        if key in seen:
+            out.append((seen[key], i))
+        seen[key] = i
+    return out
+
+
 def parse_all(texts: list[str]) -> list[Platform]:
     """Parse several platforms and refuse duplicates after normalization."""
-    seen: dict[tuple[str, ...], str] = {}
-    out = []
-    for text in texts:
-        p = Platform.parse(text)
-        if p.key() in seen:
-            raise InvalidPlatform(f"duplicate platform {text!r} (same as {seen[p.key()]!r})")
-        seen[p.key()] = text
-        out.append(p)
+    out: list[Platform] = []
+    for text in texts:  # one at a time: a duplicate is named before a later text is parsed
+        out.append(Platform.parse(text))
+        for first, again in duplicates(out)[:1]:
+            raise InvalidPlatform(f"duplicate platform {texts[again]!r} (same as {texts[first]!r})")
     return out
+
+
+# docker buildx's automatic platform build args (Dockerfile reference, "Automatic platform ARGs
+# in the global scope"): the plan passes them, builders recognise them, the spec reserves them.
+PLATFORM_ARGS = ("TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT")
+# ... and those naming the platform that runs the build (defined by the builder, never passed)
+BUILD_PLATFORM_ARGS = ("BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT")
+
+
+def platform_args(platform: Platform, *, build: Platform | None = None, docker: bool = False) -> dict[str, str]:
+    """The automatic platform build args: TARGET* for `platform` and, given `build`, BUILD*.
+
+    As given by default (TARGETVARIANT "" without one): what the plan passes; callers that
+    need a tool's own spelling normalize first (buildah derives them from the containerd-
+    normalized platform). With `docker`, the values docker itself defines: arm64's v8 and
+    amd64's v1 dropped (`linux/arm64`, TARGETVARIANT ""), which a Dockerfile interpreted
+    natively must see.
+    """
+    out = _args(PLATFORM_ARGS, platform, docker)
+    if build is not None:
+        out.update(_args(BUILD_PLATFORM_ARGS, build, docker))
+    return out
+
+
+def docker_variant(platform: Platform) -> str:
+    """The variant as docker's automatic args spell it: arm64's v8 and amd64's v1 are dropped."""
+    variant = platform.variant or ""
+    if (platform.architecture, variant) in (("arm64", "v8"), ("amd64", "v1")):
+        return ""
+    return variant
+
+
+def _args(names: tuple[str, str, str, str], platform: Platform, docker: bool) -> dict[str, str]:
+    variant = docker_variant(platform) if docker else platform.variant or ""
+    whole = "/".join(x for x in (platform.os, platform.architecture, variant) if x)
+    return dict(zip(names, (whole, platform.os, platform.architecture, variant), strict=True))

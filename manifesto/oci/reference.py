@@ -12,14 +12,16 @@ import re
 from dataclasses import dataclass, replace
 
 from manifesto.errors import InvalidReference
-from manifesto.oci.digest import Digest
+from manifesto.oci.digest import ALGORITHMS, Digest
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
-_HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
+# Every name Docker Hub answers to, in references and in credential stores alike.
+HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
 
 _COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # fullmatch only: see valid_tag
+TAG_SYNTAX = "a tag is 1-128 of A-Z a-z 0-9 _ . - and cannot start with . or -"
 _HOSTNAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?))*$")
 _MAX_NAME = 255
 
@@ -51,7 +53,7 @@ class Reference:
         colon = path.rfind(":")
         if colon > last_slash:
             path, tag = path[:colon], path[colon + 1 :]
-            if not _TAG.fullmatch(tag):
+            if not valid_tag(tag):
                 raise InvalidReference(f"invalid reference {text!r}: bad tag {tag!r}")
         if not path:
             raise InvalidReference(f"invalid reference {text!r}: missing repository name")
@@ -64,8 +66,7 @@ class Reference:
             registry = DOCKER_HUB
         else:
             _check_registry(registry, text)
-            if registry.lower() in _HUB_ALIASES:
-                registry = DOCKER_HUB
+            registry = canonical_registry(registry)
         if registry == DOCKER_HUB and "/" not in path:
             path = f"library/{path}"
         if len(registry) + 1 + len(path) > _MAX_NAME:
@@ -127,15 +128,54 @@ class Reference:
         return is_loopback_host(self.registry)
 
 
+def canonical_registry(host: str) -> str:
+    """`docker.io` for any name of Docker Hub (HUB_ALIASES, any case), else `host` unchanged.
+
+    References and credential lookups both go through here, so a login filed under one Hub name
+    is found for an image named with another.
+    """
+    return DOCKER_HUB if host.lower() in HUB_ALIASES else host
+
+
+def is_digest(reference: str) -> bool:
+    """Whether a manifest reference (what follows /manifests/) is a digest rather than a tag.
+
+    A registry tag cannot hold ':', but an OCI layout's ref name can (`v1:x` is one), so the
+    test is a known digest algorithm before the first ':', not the ':' alone.
+    """
+    algorithm, sep, _ = reference.partition(":")
+    return bool(sep) and algorithm in ALGORITHMS
+
+
 def valid_tag(tag: str) -> bool:
-    """Whether `tag` is a valid tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`."""
+    """Whether `tag` is a valid tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`, nothing after it.
+
+    The one tag grammar: references, platforms.yaml tags, --tag and `oci:DIR:TAG` all ask here.
+    fullmatch, because `$` in match() would accept a trailing newline.
+    """
     return _TAG.fullmatch(tag) is not None
+
+
+# An OCI image layout directory where a reference could be (skopeo's and buildah's transport
+# name): `oci:DIR[:TAG]` for copy and FROM, `oci:DIR` for a matrix target.
+LAYOUT_PREFIX = "oci:"
+
+
+def split_layout(text: str) -> tuple[str, str | None]:
+    """`oci:DIR[:TAG]` as (DIR, TAG or None); a ':' followed by no valid tag belongs to DIR."""
+    rest = text.removeprefix(LAYOUT_PREFIX)
+    path, sep, tag = rest.rpartition(":")
+    if not (sep and valid_tag(tag)):
+        path, tag = rest, ""
+    if not path:
+        raise InvalidReference(f"{text}: oci: needs a directory, e.g. oci:./out:1.0")
+    return path, tag or None
 
 
 def check_tag(tag: str) -> str:
     """Return `tag` if it is valid, else raise InvalidReference saying what a tag may be."""
     if not valid_tag(tag):
-        raise InvalidReference(f"invalid tag {tag!r}: up to 128 letters, digits, '_', '.', '-', not starting with '.' or '-'")
+        raise InvalidReference(f"invalid tag {tag!r}: {TAG_SYNTAX}")
     return tag
 
 

@@ -18,7 +18,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ from manifesto.oci import canonical, mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, ImageManifest, detect_media_type, parse
-from manifesto.store.protocol import Fetched
+from manifesto.oci.reference import LAYOUT_PREFIX, is_digest
+from manifesto.store.protocol import Fetched, ManifestRef
 
 log = get_logger("manifesto.layout")
 
@@ -49,12 +50,10 @@ _REF_NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _FOREIGN_LAYERS = frozenset({mediatype.DOCKER_FOREIGN_LAYER})
 
 
-def _looks_like_digest(reference: str) -> bool:
-    return ":" in reference and reference.split(":", 1)[0] in ("sha256", "sha512")
-
-
 class LayoutStore:
-    """One OCI image layout directory. `repo` arguments are ignored (a layout is one repo).
+    """One OCI image layout directory: a Store with the LocalBlobs ability (store/protocol.py).
+
+    `repo` arguments are ignored (a layout is one repo).
 
     Construction touches nothing unless `create` is true (then the directory and its
     `oci-layout` and empty `index.json` are made if missing); every call checks the layout and
@@ -68,6 +67,11 @@ class LayoutStore:
 
     def __repr__(self) -> str:
         return f"LayoutStore({str(self.path)!r})"
+
+    @property
+    def name(self) -> str:
+        """`oci:DIR`: the stable name of this place (Store protocol)."""
+        return f"{LAYOUT_PREFIX}{self.path}"
 
     # ---- layout files -------------------------------------------------------------------
 
@@ -168,7 +172,7 @@ class LayoutStore:
 
     def resolve(self, reference: str) -> Descriptor:
         """The descriptor a tag or digest names (media type detected for bare digests)."""
-        if _looks_like_digest(reference):
+        if is_digest(reference):
             digest = _parse_digest(reference)
             _, descriptors = self._read_index()
             for d in descriptors:
@@ -204,22 +208,23 @@ class LayoutStore:
             children = doc.manifests
         return [d for d in children if not self.blob_path(d.digest).is_file()]
 
-    def put_manifest_sync(self, reference: str, raw: bytes, media_type: str) -> Digest:
-        """Synchronous put_manifest (see there)."""
+    def put_manifest_sync(self, reference: str, raw: bytes, media_type: str, *, absent: Collection[Digest] = ()) -> Digest:
+        """Synchronous put_manifest (see there). Blobs listed in `absent` may be missing: a
+        native build's base layers, which live elsewhere (store/overlay.py)."""
         self._check()
         digest = Digest.of(raw)
-        if _looks_like_digest(reference):
+        if is_digest(reference):
             want = _parse_digest(reference)
             if want != Digest.of(raw, want.algorithm):
                 raise DigestMismatch(f"{self.path}: manifest put as {want} but its bytes hash to {digest}")
         elif not valid_ref_name(reference):
             raise UsageError(f"invalid tag {reference!r} for an OCI layout (org.opencontainers.image.ref.name)")
-        missing = self._missing_children(raw, media_type)
+        missing = [d for d in self._missing_children(raw, media_type) if d.digest not in absent]
         if missing:
             names = ", ".join(str(d.digest) for d in missing[:3])
             raise ContentError(f"{self.path}: manifest {digest} references blobs not in the layout: {names}")
         self._store_bytes(raw, digest)
-        if _looks_like_digest(reference):
+        if is_digest(reference):
             return digest
         entry = Descriptor(mediatype_of(media_type), digest, len(raw), annotations={REF_NAME: reference})
         with self.lock():
@@ -243,23 +248,23 @@ class LayoutStore:
 
     # ---- the Store protocol -------------------------------------------------------------
 
-    async def get_manifest(self, repo: str, reference: str) -> Fetched:
+    async def get_manifest(self, repo: str, reference: ManifestRef) -> Fetched:
         """Manifest by tag or digest; raises NotFound; digest verified against the bytes."""
-        return self.manifest(reference)
+        return self.manifest(str(reference))
 
-    async def head_manifest(self, repo: str, reference: str) -> Descriptor | None:
+    async def head_manifest(self, repo: str, reference: ManifestRef) -> Descriptor | None:
         """Descriptor (type, digest, size) of a manifest, or None when absent."""
         try:
-            desc = self.resolve(reference)
+            desc = self.resolve(str(reference))
         except NotFound:
             return None
         if not self.blob_path(desc.digest).is_file():
             return None
         return Descriptor(desc.media_type, desc.digest, desc.size)
 
-    async def put_manifest(self, repo: str, reference: str, raw: bytes, media_type: str) -> Digest:
+    async def put_manifest(self, repo: str, reference: ManifestRef, raw: bytes, media_type: str) -> Digest:
         """Store exact bytes under a tag (replacing its entry) or by digest (blob only)."""
-        return self.put_manifest_sync(reference, raw, media_type)
+        return self.put_manifest_sync(str(reference), raw, media_type)
 
     async def blob_size(self, repo: str, digest: Digest) -> int | None:
         """Size of a blob if present, else None."""
@@ -269,7 +274,7 @@ class LayoutStore:
         except FileNotFoundError:
             return None
 
-    async def read_blob(self, repo: str, digest: Digest) -> AsyncIterator[bytes]:
+    async def read_blob(self, repo: str, digest: Digest) -> AsyncGenerator[bytes, None]:
         """Stream a blob in 1 MiB chunks; raises DigestMismatch at the end if the bytes are wrong."""
         self._check()
         hasher = digest.hasher()

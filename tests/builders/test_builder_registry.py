@@ -342,6 +342,9 @@ def test_publish_passes_insecure_to_every_build(tmp_path: Path) -> None:
             seen.append(req)
             raise BuildError("recorded")
 
+        def cancel(self) -> None:
+            pass
+
     with pytest.raises(BuildError):
         build_all(plan, Options(builder=Recorder(), jobs=1, insecure=True), tmp_path / "work")
     assert seen and all(r.insecure for r in seen)

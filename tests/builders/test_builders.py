@@ -643,7 +643,7 @@ def test_runner_names_the_package_of_a_missing_tool() -> None:
 
 
 def test_get_builder() -> None:
-    assert BUILDER_NAMES == ("buildah", "podman", "buildx")
+    assert BUILDER_NAMES == ("auto", "buildah", "podman", "buildx", "native")
     assert isinstance(get_builder("buildah"), BuildahBuilder)
     assert isinstance(get_builder("podman"), PodmanBuilder)
     assert isinstance(get_builder("docker"), BuildxBuilder)

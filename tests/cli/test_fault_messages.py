@@ -12,9 +12,11 @@ import subprocess
 import sys
 
 from tests.store.test_fault_proxy import MIB, Image
-from tests.store.test_tls_failures import tls_registry  # noqa: F401 (fixture)
+from tests.store import test_tls_failures
 from tests.support.faultproxy import Cut, FaultProxy
 from tests.support.tools import REPO_ROOT
+
+tls_registry = test_tls_failures.tls_registry  # the fixture, shared with the store tests
 
 
 def test_a_manifest_cut_short_every_time_says_connection_lost_after_5_attempts(cli, one_line_error, registry) -> None:
@@ -50,7 +52,7 @@ _AS_REMOTE = (
 )
 
 
-def test_an_unverifiable_certificate_is_one_line_naming_the_fix(tmp_home, tmp_path, one_line_error, tls_registry) -> None:  # noqa: F811
+def test_an_unverifiable_certificate_is_one_line_naming_the_fix(tmp_home, tmp_path, one_line_error, tls_registry) -> None:
     certs = tmp_path / "certs.d"
     env = {**os.environ, **tmp_home.env, "MANIFESTO_CERTS_D": str(certs), "NO_COLOR": "1", "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.run(
@@ -69,7 +71,7 @@ def test_an_unverifiable_certificate_is_one_line_naming_the_fix(tmp_home, tmp_pa
     )
 
 
-def test_doctor_does_not_call_a_registry_that_answered_unreachable(tmp_home, tmp_path, tls_registry) -> None:  # noqa: F811
+def test_doctor_does_not_call_a_registry_that_answered_unreachable(tmp_home, tmp_path, tls_registry) -> None:
     env = {**os.environ, **tmp_home.env, "MANIFESTO_CERTS_D": str(tmp_path), "NO_COLOR": "1", "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.run(
         [sys.executable, "-c", _AS_REMOTE, "doctor", "--image", f"{tls_registry.host}/x"],

@@ -18,10 +18,7 @@ from tests.support.cli import ok
 from tests.support.content import (
     DOCKER_CONFIG,
     DOCKER_MANIFEST,
-    OCI_CONFIG,
     OCI_EMPTY,
-    OCI_INDEX,
-    OCI_MANIFEST,
     Content,
     Pushed,
     config,

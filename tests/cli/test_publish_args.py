@@ -27,3 +27,12 @@ def test_overrides_show_up_in_the_plan(run_cli):
     assert rc == 0, err
     assert "127.0.0.1:5000/arm64v8/hello:2.0.0" in out and "linux/arm64/v8" in out
     assert "linux/s390x" not in out and "1.0.0" not in out
+
+
+def test_copy_takes_src_dst_and_insecure_as_docs_cli_md_says() -> None:
+    from manifesto.cli.main import build_parser
+
+    args = build_parser().parse_args(["copy", "oci:./out:1.0", "docker://localhost:5000/x:1", "--insecure"])
+    assert (args.source, args.destination, args.insecure) == ("oci:./out:1.0", "docker://localhost:5000/x:1", True)
+    assert build_parser().parse_args(["copy", "a", "b"]).insecure is False
+    assert "manifesto copy SRC DST [--insecure]" in (REPO / "docs" / "cli.md").read_text()

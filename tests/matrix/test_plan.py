@@ -77,7 +77,7 @@ def test_plan_carries_the_index(spec):
     assert plan.target == m.image
     assert plan.index_media_type == OCI_INDEX
     assert plan.annotations == {"org.opencontainers.image.source": "https://example.com/hello"}
-    assert plan.builder == "buildah"
+    assert plan.builder == "auto"
 
 
 def test_docker_format_plan(spec):

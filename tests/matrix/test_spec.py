@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from manifesto.cli.main import exit_code
 from manifesto.errors import SpecError, UsageError
 from manifesto.matrix import Matrix, Target, load, loads
-from manifesto.matrix.spec import BUILDERS, PLACEHOLDERS
+from manifesto.builders import BUILDER_NAMES
+from manifesto.matrix.spec import PLACEHOLDERS
 from manifesto.oci.mediatype import DOCKER_LIST, OCI_INDEX
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import Reference
@@ -97,7 +99,7 @@ def test_defaults(spec, tmp_path):
         """
     )
     assert m.format == "oci" and m.index_media_type == OCI_INDEX
-    assert m.build.builder == "buildah"
+    assert m.build.builder == "auto"  # native when the Dockerfile needs no execution, else buildah
     assert m.build.context == tmp_path
     assert m.build.dockerfile == tmp_path / "Dockerfile"
     assert m.build.args == {} and m.annotations == {} and m.arch_tag is None
@@ -142,7 +144,7 @@ def test_annotations(spec):
     }
 
 
-@pytest.mark.parametrize("builder", BUILDERS)
+@pytest.mark.parametrize("builder", BUILDER_NAMES)
 def test_every_builder(spec, builder):
     m = spec(f"image: localhost:5000/hello\ntags: [a]\nbuild: {{builder: {builder}}}\nplatforms: [linux/amd64]\n")
     assert m.build.builder == builder
@@ -237,7 +239,7 @@ def test_first_error_wins_in_document_order_for_unknown_keys(spec):
 
 def test_spec_error_is_a_usage_error():
     assert issubclass(SpecError, UsageError)
-    assert SpecError("x", file="f", line=1).exit_code == 2
+    assert exit_code(SpecError("x", file="f", line=1)) == 2
 
 
 def test_matrix_is_frozen(spec):
@@ -650,7 +652,7 @@ def test_docs_cover_every_key_value_and_placeholder():
     from manifesto.matrix.spec import BUILD_KEYS, ENTRY_KEYS, TOP_KEYS
 
     docs = (REPO / "docs" / "platforms-yaml.md").read_text()
-    for key in TOP_KEYS + BUILD_KEYS + ENTRY_KEYS + BUILDERS + ("oci", "docker"):
+    for key in TOP_KEYS + BUILD_KEYS + ENTRY_KEYS + BUILDER_NAMES + ("oci", "docker"):
         assert f"`{key}`" in docs, key
     for name in PLACEHOLDERS:
         assert f"`{{{name}}}`" in docs, name

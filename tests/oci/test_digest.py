@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from manifesto.cli.main import exit_code
 from manifesto.errors import (
     ContentError,
     DigestMismatch,
@@ -72,7 +73,7 @@ def test_parse_none_is_invalid_not_a_crash() -> None:
 
 def test_invalid_digest_is_a_usage_error() -> None:
     assert issubclass(InvalidDigest, UsageError)
-    assert InvalidDigest.exit_code == 2
+    assert exit_code(InvalidDigest("x")) == 2
 
 
 def test_of_hashes_exact_bytes() -> None:

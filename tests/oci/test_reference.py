@@ -6,6 +6,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from manifesto.cli.main import exit_code
 from manifesto.errors import InvalidReference, UsageError
 from manifesto.oci.digest import Digest
 from manifesto.oci.reference import Reference, is_loopback_host, split_host_port
@@ -103,7 +104,7 @@ def test_name_length_counts_registry_and_repository() -> None:
 
 def test_invalid_reference_is_a_usage_error() -> None:
     assert issubclass(InvalidReference, UsageError)
-    assert InvalidReference.exit_code == 2
+    assert exit_code(InvalidReference("x")) == 2
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from manifesto.errors import ConcurrentUpdate
 from manifesto.matrix import plan as planning
 from manifesto.jobs.publish import Options, publish
 from manifesto.matrix.spec import load
-from manifesto.jobs.split import assemble_from_files
+from manifesto.jobs.split import assemble
 from manifesto.oci.digest import Digest
 from manifesto.oci.platform import Platform
 from tests.publish.conftest import ACCEPT_ALL, AccessLog, one_error_line, spec_file
@@ -262,6 +262,9 @@ class RacingBuilder:
         return BuiltImage(request.platform, request.output, image.tag, Digest.parse(image.manifest_digest),
                           image.manifest_media_type)  # fmt: skip
 
+    def cancel(self) -> None:  # the Builder protocol's: nothing runs outside this thread
+        pass
+
 
 def matrix(tmp_path: Path, host: str, repo: str, arch_tag: bool = False) -> planning.Plan:
     """A two-platform plan publishing `host/repo:1.0` (and arch tags amd64/NAME:1.0, arm64v8/NAME:1.0)."""
@@ -336,7 +339,7 @@ def test_assemble_refuses_to_overwrite_a_tag_moved_while_it_verified(
     plan = matrix(tmp_path, proxy.host, setup.repo)
     hook = proxy.on("before", "GET", rf"/v2/{setup.repo}/manifests/sha256:", lambda: put_tag(registry, setup.repo, "1.0", setup.theirs))
     with pytest.raises(ConcurrentUpdate) as e:
-        assemble_from_files(plan, files)
+        assemble(plan, files)
     assert hook.fired
     assert setup.first in str(e.value) and setup.theirs.manifest_digest in str(e.value)
     assert tag_digest(registry, setup.repo, "1.0") == setup.theirs.manifest_digest

@@ -12,6 +12,7 @@ import base64
 import email.utils
 import json
 import math
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 
 from manifesto.errors import (
     AuthError,
+    ConnectionLost,
     ContentError,
     DigestMismatch,
     NetworkError,
@@ -38,6 +40,7 @@ from manifesto.store.registry.auth import Authenticator
 from manifesto.store.registry.client import RegistryClient
 from manifesto.store.registry.lookup import Credential
 from manifesto.transfer import Copier, Place
+from tests.support.memstore import MemoryStore
 
 HOST = "127.0.0.1:5000"
 REALM = "https://auth.example.com/token"
@@ -297,6 +300,43 @@ def test_token_response_without_a_token_is_an_auth_error(doc: dict) -> None:
     fake = bearer_registry(doc, lambda a: False, lambda r: manifest_response())
     with pytest.raises(AuthError, match="without a token"):
         run(fake, lambda c: c.get_manifest("r", "v1"))
+
+
+def _token_service_failing(error: Exception) -> Fake:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "auth.example.com":
+            raise error
+        return httpx.Response(401, headers={"WWW-Authenticate": CHALLENGE})
+
+    return Fake(handler)
+
+
+def test_a_token_service_nobody_answers_is_cannot_reach() -> None:
+    fake = _token_service_failing(httpx.ConnectError("connection refused"))
+    with pytest.raises(NetworkError) as info:
+        run(fake, lambda c: c.get_manifest("r", "v1"), attempts=2)
+    assert str(info.value) == f"{HOST}: cannot reach its token service auth.example.com: connection refused (2 attempts)"
+
+
+def test_a_token_service_failing_tls_verification_names_the_ca_fix(tmp_path: Path) -> None:
+    bad = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    bad.verify_message = "self-signed certificate"
+    error = httpx.ConnectError("tls")
+    error.__cause__ = bad
+    fake = _token_service_failing(error)
+    with pytest.raises(NetworkError) as info:
+        run(fake, lambda c: c.get_manifest("r", "v1"), attempts=3, certs_dir=tmp_path)
+    assert str(info.value) == (
+        f"{HOST}: TLS certificate verification failed for auth.example.com, where the registry sent us "
+        f"(self-signed certificate); put its CA in {tmp_path}/{HOST}/ca.crt"
+    )
+    assert fake.count("GET", host="auth.example.com") == 1  # a certificate is not retried
+
+
+def test_a_token_service_connection_cut_is_connection_lost() -> None:
+    fake = _token_service_failing(httpx.ReadError("connection reset by peer"))
+    with pytest.raises(ConnectionLost, match="while fetching a token from auth.example.com after 2 attempts"):
+        run(fake, lambda c: c.get_manifest("r", "v1"), attempts=2)
 
 
 def test_token_service_refusal_is_an_auth_error_with_a_hint() -> None:
@@ -725,6 +765,51 @@ def test_head_showing_a_different_size_is_not_success(blob_file: Path) -> None:
     with pytest.raises(NotFound):
         run(fake, lambda c: c.write_blob("r", BLOB_DESC, blob_file))
     assert fake.count("POST") == 3  # the first session and two restarts, then give up
+
+
+def test_a_failing_head_after_a_broken_upload_keeps_the_upload_error() -> None:
+    """The "did the PUT land?" HEAD fails too: the user hears why the upload broke, not the HEAD."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(202, headers={"Location": "/v2/r/blobs/uploads/u1"})
+        if request.method == "PUT":
+            return distribution_error(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry")
+        return httpx.Response(400, text="head broke")
+
+    fake = Fake(handler)
+    with pytest.raises(NotFound, match="blob upload unknown"):
+        run(fake, lambda c: c.write_blob("r", BLOB_DESC, _stream(BLOB)))
+    assert fake.count("HEAD") == 1
+
+
+def test_a_broken_streamed_copy_asks_once_per_attempt_whether_the_put_landed() -> None:
+    """One HEAD per broken upload (write_blob's); the copier only restarts from the source."""
+    puts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "HEAD":
+            return httpx.Response(404)
+        if request.method == "POST":
+            return httpx.Response(202, headers={"Location": f"/v2/dst/blobs/uploads/u{len(puts)}"})
+        if request.method == "PUT":
+            puts.append(request)
+            if len(puts) == 1:
+                raise httpx.ReadError("connection reset by peer", request=request)
+            return httpx.Response(201)
+        return httpx.Response(500)
+
+    fake = Fake(handler)
+    source = MemoryStore("source")  # another store: the blob is streamed from it
+    source.blobs[("src", BLOB_DESC.digest)] = BLOB
+
+    async def go(c: RegistryClient) -> None:
+        await Copier(Place(c, "dst")).blob(Place(source, "src"), BLOB_DESC)
+
+    run(fake, go, attempts=1)
+    assert len(puts) == 2
+    blob_heads = fake.matching("HEAD", f"/v2/dst/blobs/{BLOB_DESC.digest}")
+    assert len(blob_heads) == 2  # before copying, and once after the broken PUT
 
 
 def test_upload_answer_without_location_is_a_registry_error(blob_file: Path) -> None:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from manifesto.cli.main import exit_code
 from manifesto.errors import AuthError, ManifestoError, NotFound, RegistryError
 from manifesto.store.registry.errors import error_for, parse_body
 
@@ -138,13 +139,13 @@ def test_error_for_maps_status_and_code(status: int, body: bytes, cls: type[Mani
 def test_auth_error_message() -> None:
     err = error_for(401, _errors({"code": "UNAUTHORIZED", "message": "authentication required"}), "application/json", WHAT)
     assert str(err) == f"{WHAT}: access denied (HTTP 401, UNAUTHORIZED): authentication required"
-    assert err.exit_code == 3
+    assert exit_code(err) == 3
 
 
 def test_not_found_message() -> None:
     err = error_for(404, _errors({"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}), "application/json", WHAT)
     assert str(err) == f"{WHAT}: not found: manifest unknown"
-    assert err.exit_code == 4
+    assert exit_code(err) == 4
 
 
 def test_registry_error_carries_status_and_code() -> None:

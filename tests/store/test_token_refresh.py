@@ -116,3 +116,32 @@ def test_a_token_refused_as_too_narrow_discredits_no_other(token_registry, issue
             return client.auth.token_fetches - before
 
     assert asyncio.run(run()) == 0
+
+
+def test_after_a_refusal_a_token_asked_for_wider_scopes_is_not_reused() -> None:
+    """A token service may grant fewer scopes than asked (a mount token without pull on its
+    source). Such a token is cached as if it covered the source, so after the registry refuses
+    it, the retry must use a token asked for exactly the refused request's scopes."""
+    import httpx as _httpx
+
+    from manifesto.store.registry.auth import Authenticator as _Authenticator
+
+    issued: list[list[str]] = []
+
+    def token_service(request: _httpx.Request) -> _httpx.Response:
+        issued.append(sorted(request.url.params.get_list("scope")))
+        return _httpx.Response(200, json={"token": f"t{len(issued)}", "expires_in": 300})
+
+    challenge = 'Bearer realm="https://auth.test/token",service="reg"'
+    source, target, other = "repository:src:pull", "repository:dst:pull,push", "repository:dst2:pull,push"
+
+    async def run() -> str:
+        auth = _Authenticator("reg.test", None)
+        async with _httpx.AsyncClient(transport=_httpx.MockTransport(token_service)) as http:
+            await auth.answer(http, challenge, frozenset({target, source}))  # t1: one mount's token
+            await auth.answer(http, challenge, frozenset({other, source}))  # t2: another's
+            refused = f'{challenge},error="insufficient_scope",scope="{source}"'
+            return await auth.answer(http, refused, frozenset({source}), sent="Bearer t1")
+
+    value = asyncio.run(run())
+    assert value == "Bearer t3" and issued[-1] == [source], issued

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from manifesto.cli.main import exit_code
 from manifesto.oci.digest import Digest
 from manifesto.store.registry.client import RegistryClient
 from manifesto.store.registry.lookup import Credential
@@ -52,4 +53,4 @@ def test_a_broken_token_service_is_a_registry_failure_not_an_auth_one(token_regi
     ts.fail_next(500, count=2, body=b"<html><title>token service down</title></html>")  # both attempts
     with pytest.raises(RegistryError, match="token service .* failed .*HTTP 500.*token service down") as info:
         asyncio.run(run())
-    assert not isinstance(info.value, AuthError) and info.value.exit_code == 1
+    assert not isinstance(info.value, AuthError) and exit_code(info.value) == 1

@@ -19,15 +19,17 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
-from manifesto.errors import AuthError, NetworkError, RegistryError
+from manifesto.errors import AuthError, RegistryError
 from manifesto.log import get_logger
 from manifesto.redact import register_secret
 from manifesto.oci.reference import is_loopback_host
 from manifesto.store.registry import retry
 from manifesto.store.registry.lookup import Credential
+from manifesto.store.registry.tls import CERTS_DIR
 from manifesto.store.registry.errors import parse_body
 
 log = get_logger("manifesto.auth")
@@ -154,10 +156,13 @@ class Authenticator:
         attempts: int = 5,
         backoff: float = 0.25,
         tls_only: bool = True,
+        certs_dir: Path = CERTS_DIR,
     ):
         """`credential` may be a function: it is called once, when a registry first challenges
-        (an anonymous registry never costs a keyring or credential-helper lookup)."""
+        (an anonymous registry never costs a keyring or credential-helper lookup). `certs_dir`:
+        where the client loads the registry's CAs from, for a token service's TLS failure."""
         self.registry = registry
+        self.certs_dir = certs_dir
         self._credential = credential
         self.attempts = attempts
         self.backoff = backoff
@@ -194,12 +199,14 @@ class Authenticator:
             return f"Bearer {cached}"
         return None
 
-    def _cached(self, scopes: frozenset[str]) -> str | None:
-        """The newest unexpired token covering `scopes` (newest: see `_distrust`)."""
+    def _cached(self, scopes: frozenset[str], exact: bool = False) -> str | None:
+        """The newest unexpired token covering `scopes` (newest: see `_distrust`); with `exact`,
+        only one fetched for exactly these scopes."""
         now = self._clock()
         self._tokens = [t for t in self._tokens if t.expires_at > now]
+        key = _scope_key(scopes)
         for token in reversed(self._tokens):
-            if token.expires_at > now and self._covers(token, scopes):
+            if token.expires_at > now and (token.scopes == key if exact else self._covers(token, scopes)):
                 return token.value
         return None
 
@@ -229,7 +236,10 @@ class Authenticator:
         async with self._fetching:
             if refused is not None:
                 self._distrust(refused, chosen.params.get("error"))
-            value = self._cached(wanted) or await self._fetch_token(http, chosen, wanted)
+            # A token is cached under the scopes it was asked for, but a token service may grant
+            # fewer (a mount token without pull on the source): after a refusal, only a token
+            # asked for exactly these scopes will do.
+            value = self._cached(wanted, exact=True) or await self._fetch_token(http, chosen, wanted)
         return f"Bearer {value}"
 
     def _distrust(self, refused: str, error: str | None) -> None:
@@ -273,7 +283,6 @@ class Authenticator:
                 form["service"] = service
             if ordered:
                 form["scope"] = " ".join(ordered)
-            # A 307/308 would repeat the body, refresh token and all, to wherever it points.
             send = lambda: http.post(realm, data=form, follow_redirects=False)  # noqa: E731
         else:
             params = [("service", service)] if service else []
@@ -282,18 +291,24 @@ class Authenticator:
             if cred is not None:
                 params.append(("account", cred.username))
                 headers["Authorization"] = self._basic() or ""
-            # httpx drops Authorization on a redirect to another origin: Basic stays with the realm.
-            send = lambda: http.get(realm, params=params, headers=headers)  # noqa: E731
+            send = lambda: http.get(realm, params=params, headers=headers, follow_redirects=False)  # noqa: E731
         host = httpx.URL(realm).host
         try:
             response = await retry.send(send, attempts=self.attempts, backoff=self.backoff)
         except httpx.HTTPError as e:
-            raise NetworkError(f"{self.registry}: token service {host} unreachable: {e}") from None
-        if response.is_redirect:
+            raise retry.network_error(
+                e,
+                registry=self.registry,
+                what=self.registry,
+                doing=f"fetching a token from {host}",
+                certs_dir=self.certs_dir,
+                peer=f"its token service {host}",
+            ) from None
+        if response.is_redirect:  # a redirect would take our username, password or refresh token along
             where = response.next_request.url.host if response.next_request else "elsewhere"
             raise AuthError(
-                f"{self.registry}: token service {host} redirected to {where}; manifesto posts "
-                "an identity token only to the realm the registry names"
+                f"{self.registry}: token service {host} redirected to {where}; manifesto asks for "
+                "tokens only at the realm the registry names"
             )
         if response.status_code != 200:
             _, message = parse_body(response.content, response.headers.get("content-type", ""))

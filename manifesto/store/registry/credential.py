@@ -1,8 +1,10 @@
 """The Credential value and the registry host it is filed under, shared by every credential source.
 
-Both sources (`logins`, `dockerconfig`) and the facade that orders them (`credentials`) need
-these; keeping them here, importing nothing but errors, is what lets the facade import the
-sources without an import cycle. Import them from `manifesto.store.registry.lookup`.
+Both sources (`logins`, `dockerconfig`) and the facade that orders them (`lookup`) need
+these; keeping them here, importing nothing but errors and the pure reference module, is what
+lets the facade import the sources without an import cycle. Import them from
+`manifesto.store.registry.lookup`. Docker Hub's names come from `oci.reference`, the one list
+references use too.
 """
 
 from __future__ import annotations
@@ -12,13 +14,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from manifesto.errors import UsageError
+from manifesto.oci.reference import canonical_registry
 
 Kind = Literal["password", "identity_token"]
 
-DOCKER_HUB = "docker.io"
-
 _KINDS = ("password", "identity_token")
-_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 _HOST_END = re.compile(r"[/?#]")
 
 
@@ -55,7 +55,7 @@ def normalize_host(server: str) -> str:
     text = _HOST_END.split(text, maxsplit=1)[0].rsplit("@", 1)[-1].lower()
     if not text:
         raise UsageError(f"not a registry host: {server!r}")
-    return DOCKER_HUB if text in _HUB_ALIASES else text
+    return canonical_registry(text)
 
 
 def _try_normalize(server: object) -> str | None:

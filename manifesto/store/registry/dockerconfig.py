@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from manifesto.errors import AuthError
+from manifesto.oci.reference import DOCKER_HUB
 from manifesto.store.registry.credential import (
-    DOCKER_HUB,
     Credential,
     Kind,
     _try_normalize,
@@ -34,6 +34,15 @@ DOCKER_HUB_SERVER = "https://index.docker.io/v1/"
 TOKEN_USERNAME = "<token>"
 
 _NOT_FOUND = "credentials not found"
+
+
+def config_key(host: str) -> str:
+    """The key docker files a normalized host's credential under (and tells its helpers).
+
+    docker/cli `registry.GetAuthConfigKey`: Docker Hub is the legacy index URL, any other
+    registry its bare host.
+    """
+    return DOCKER_HUB_SERVER if host == DOCKER_HUB else host
 
 
 class DockerConfig:
@@ -92,7 +101,7 @@ class DockerConfig:
     def _inline_auth(self, auths: Any, host: str) -> Credential | None:
         if not isinstance(auths, dict):
             return None
-        preferred = DOCKER_HUB_SERVER if host == DOCKER_HUB else host
+        preferred = config_key(host)
         keys = [k for k, v in auths.items() if isinstance(v, dict) and _try_normalize(k) == host]
         keys.sort(key=lambda k: k != preferred)  # docker's own key first, then file order
         for key in keys:
@@ -126,7 +135,7 @@ class DockerConfig:
     def _run_helper(self, name: str, host: str, origin: str) -> Credential | None:
         """Ask docker-credential-<name> for host; "credentials not found" means anonymous."""
         program = f"docker-credential-{name}"
-        server = DOCKER_HUB_SERVER if host == DOCKER_HUB else host
+        server = config_key(host)
         try:
             proc = self._runner(
                 [program, "get"],

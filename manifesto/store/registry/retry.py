@@ -138,9 +138,12 @@ async def send(
 _UNREACHED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
-def network_error(error: httpx.HTTPError, *, registry: str, what: str, doing: str, certs_dir: Path) -> NetworkError:
+def network_error(
+    error: httpx.HTTPError, *, registry: str, what: str, doing: str, certs_dir: Path, peer: str | None = None
+) -> NetworkError:
     """What a failed exchange means, in one line: a certificate that does not verify, nothing
-    answering ("cannot reach"), or a registry that answered and then the connection broke."""
+    answering ("cannot reach"), or a registry that answered and then the connection broke.
+    `peer`: who was asked when that is not the registry itself (its token service)."""
     attempts = error.attempts if isinstance(error, GaveUp) else 1
     cause: httpx.HTTPError = error.error if isinstance(error, GaveUp) else error
     bad = certificate_failure(cause)
@@ -151,7 +154,7 @@ def network_error(error: httpx.HTTPError, *, registry: str, what: str, doing: st
     detail = (str(cause) or type(cause).__name__).splitlines()[0]
     if isinstance(cause, _UNREACHED):
         plural = "" if attempts == 1 else "s"
-        return NetworkError(f"{what}: cannot reach {registry}: {detail} ({attempts} attempt{plural})")
+        return NetworkError(f"{what}: cannot reach {peer or registry}: {detail} ({attempts} attempt{plural})")
     if isinstance(cause, httpx.TransportError):
         return ConnectionLost(doing, attempts, detail)
     return NetworkError(f"{what}: {detail}")

@@ -13,11 +13,12 @@ from typing import Any
 
 import httpx
 
-from manifesto.errors import DigestMismatch, NetworkError, NotFound, RegistryError
+from manifesto.errors import DigestMismatch, ManifestoError, NetworkError, NotFound, RegistryError
 from manifesto.log import get_logger
 from manifesto.oci.descriptor import Descriptor
 from manifesto.store.registry.auth import repository_scope
 from manifesto.store.registry.bodies import file_chunks
+from manifesto.store.registry.retry import RETRY_STATUSES
 
 log = get_logger("manifesto.registry")
 
@@ -43,7 +44,9 @@ class Uploads:
         """Upload a blob (monolithic, or chunked with `chunk_size`), verifying the result.
 
         A file source is re-readable, so a broken upload session is restarted from a new
-        session (distribution 2.8 answers 404 BLOB_UPLOAD_INVALID/UNKNOWN to replays).
+        session (distribution 2.8 answers 404 BLOB_UPLOAD_INVALID/UNKNOWN to replays). Whatever
+        the source, a broken upload first asks whether the final PUT landed anyway (this is the
+        one place that asks: a caller streaming the blob only decides whether to start over).
         """
         what = f"blob upload {self.registry}/{repo}@{descriptor.digest}"
         restarts = 2 if isinstance(source, Path) else 0
@@ -56,13 +59,26 @@ class Uploads:
                 else:
                     await self._upload_monolithic(repo, location, descriptor, source, what)
                 return
-            except (NotFound, NetworkError) as e:
-                if await self.blob_size(repo, descriptor.digest) == descriptor.size:
+            except (NotFound, NetworkError, RegistryError) as e:
+                if isinstance(e, RegistryError) and e.status not in RETRY_STATUSES:
+                    raise  # the registry refused the blob: nothing broke on the way
+                if await self._landed(repo, descriptor):
                     return  # the final PUT landed before the connection broke
-                if round_ == restarts:
+                if round_ == restarts or isinstance(e, RegistryError):
                     raise
                 log.info("upload_restart", what=what, reason=str(e))
                 location = None
+
+    async def _landed(self, repo: str, descriptor: Descriptor) -> bool:
+        """Whether a broken upload's blob is there all the same (its final PUT's answer was lost).
+
+        A HEAD that fails too answers no: the upload's own error is the one worth reporting.
+        """
+        try:
+            return await self.blob_size(repo, descriptor.digest) == descriptor.size
+        except ManifestoError as e:
+            log.debug("upload_check_failed", digest=str(descriptor.digest), reason=str(e))
+            return False
 
     async def _start_upload(self, repo: str) -> str:
         what = f"blob upload to {self.registry}/{repo}"

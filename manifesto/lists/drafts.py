@@ -4,12 +4,12 @@ One JSON file per list under `$XDG_DATA_HOME/manifesto/lists/`. Writes go to a t
 are renamed into place, and every read-modify-write holds an exclusive lock on the list's lock
 file, so two processes amending the same list cannot lose each other's entries. A lock file
 lives no longer than its draft (see `DraftStore.locked`). Each entry keeps the child manifest's
-exact bytes, so a push sends what `create` saw.
+exact bytes, so a push sends what `create` saw. (Here, not in store/: a draft is the list
+engine's own state, made of lists.entry.Entry, not a place content is copied between.)
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
 import hashlib
@@ -23,8 +23,7 @@ from urllib.parse import quote
 
 from manifesto.errors import ContentError, ManifestoError, NotFound, UsageError
 from manifesto.fileio import write_atomic
-from manifesto.oci.descriptor import Descriptor
-from manifesto.oci.platform import Platform
+from manifesto.lists.entry import Entry
 from manifesto.oci.reference import Reference
 
 VERSION = 1
@@ -32,41 +31,11 @@ _LOCK_ATTEMPTS = 1000  # a retry means another process removed the lock file mea
 
 
 @dataclass(frozen=True)
-class DraftEntry:
-    """One child of a draft list: where it came from, its descriptor, its bytes, its config's word."""
-
-    source: Reference
-    descriptor: Descriptor
-    raw: bytes
-    config_platform: Platform | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "source": str(self.source),
-            "descriptor": self.descriptor.to_dict(),
-            "manifest": base64.b64encode(self.raw).decode(),
-            "config_platform": self.config_platform.to_dict() if self.config_platform else None,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DraftEntry:
-        descriptor = Descriptor.from_dict(data["descriptor"], "draft entry")
-        raw = base64.b64decode(data["manifest"])
-        descriptor.digest.verify(raw, f"draft entry {data['source']}")
-        return cls(
-            source=Reference.parse(data["source"]),
-            descriptor=descriptor,
-            raw=raw,
-            config_platform=Platform.from_dict(data.get("config_platform")),
-        )
-
-
-@dataclass(frozen=True)
 class Draft:
     """A manifest list being assembled locally."""
 
     name: Reference
-    entries: tuple[DraftEntry, ...] = ()
+    entries: tuple[Entry, ...] = ()
     format: str | None = None  # "oci" | "docker" | None (decide at push)
     annotations: dict[str, str] = field(default_factory=dict)
     insecure: bool = False
@@ -78,7 +47,7 @@ class Draft:
             "format": self.format,
             "annotations": self.annotations,
             "insecure": self.insecure,
-            "entries": [e.to_json() for e in self.entries],
+            "entries": [e.to_draft() for e in self.entries],
         }
 
     @classmethod
@@ -87,13 +56,13 @@ class Draft:
             raise ContentError(f"draft format {data.get('version')!r} is not supported")
         return cls(
             name=Reference.parse(data["name"]),
-            entries=tuple(DraftEntry.from_json(e) for e in data["entries"]),
+            entries=tuple(Entry.from_draft(e) for e in data["entries"]),
             format=data.get("format"),
             annotations=dict(data.get("annotations") or {}),
             insecure=bool(data.get("insecure")),
         )
 
-    def with_entries(self, entries: list[DraftEntry] | tuple[DraftEntry, ...]) -> Draft:
+    def with_entries(self, entries: list[Entry] | tuple[Entry, ...]) -> Draft:
         return replace(self, entries=tuple(entries))
 
 
@@ -201,8 +170,8 @@ def _names(path: Path, fd: int) -> bool:
 def find_entry(draft: Draft, source: Reference) -> int:
     """Index of the entry added as `source` (same repository and tag, or that digest)."""
 
-    def matches(entry: DraftEntry) -> bool:
-        if entry.source.name != source.name:
+    def matches(entry: Entry) -> bool:
+        if entry.source is None or entry.source.name != source.name:
             return False
         if source.digest:
             return entry.descriptor.digest == source.digest

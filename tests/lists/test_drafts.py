@@ -15,10 +15,10 @@ from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.platform import Platform
+from manifesto.lists.entry import Entry
 from manifesto.oci.reference import Reference
-from manifesto.store.drafts import (
+from manifesto.lists.drafts import (
     Draft,
-    DraftEntry,
     DraftStore,
     default_root,
     find_entry,
@@ -27,10 +27,10 @@ from manifesto.store.drafts import (
 LIST = Reference.parse("localhost:5000/team/app:1.0")
 
 
-def entry(n: int, source: str | None = None, platform: str = "linux/amd64") -> DraftEntry:
+def entry(n: int, source: str | None = None, platform: str = "linux/amd64") -> Entry:
     raw = json.dumps({"schemaVersion": 2, "mediaType": mediatype.OCI_MANIFEST, "n": n}).encode()
     digest = Digest.of(raw)
-    return DraftEntry(
+    return Entry(
         source=Reference.parse(source or f"localhost:5000/src/img{n}:v{n}"),
         descriptor=Descriptor(
             mediatype.OCI_MANIFEST,
@@ -267,7 +267,7 @@ def test_find_entry_missing_is_a_usage_error(ref: str) -> None:
 
 def test_a_very_long_list_name_gets_a_hashed_file_name_and_still_lists(tmp_path):
     from manifesto.oci.reference import Reference
-    from manifesto.store.drafts import Draft, DraftStore
+    from manifesto.lists.drafts import Draft, DraftStore
 
     store = DraftStore(tmp_path)
     name = Reference.parse("registry.example.com/" + "/".join(["component-name-x"] * 12) + ":tag")

@@ -1,4 +1,4 @@
-"""The rules of assembling a list: format choice, what makes a list wrong or lossy, Docker vs OCI."""
+"""The rules of a list: format choice, what makes a list wrong or lossy (as values), Docker vs OCI."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import json
 
 import pytest
 
-from manifesto.assemble import build_index, choose_media_type, ensure_tags, problems
 from manifesto.errors import InvalidReference, UsageError
+from manifesto.lists import rules
+from manifesto.lists.entry import Entry
+from manifesto.lists.rules import build_index, choose_media_type, ensure_tags
 from manifesto.oci import mediatype
 from manifesto.oci.descriptor import (
     ATTESTATION_SUBJECT_KEY,
@@ -17,7 +19,6 @@ from manifesto.oci.descriptor import (
 from manifesto.oci.digest import Digest
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import Reference
-from manifesto.store.drafts import DraftEntry
 
 DOCKER = mediatype.DOCKER_MANIFEST
 OCI = mediatype.OCI_MANIFEST
@@ -30,8 +31,8 @@ def entry(
     media_type: str = OCI,
     config: str | None = "same",
     annotations: dict[str, str] | None = None,
-    attestation_of: DraftEntry | None = None,
-) -> DraftEntry:
+    attestation_of: Entry | None = None,
+) -> Entry:
     raw = json.dumps({"schemaVersion": 2, "mediaType": media_type, "name": name}).encode()
     if attestation_of is not None:
         plat = Platform.from_dict({"os": "unknown", "architecture": "unknown"})
@@ -43,12 +44,17 @@ def entry(
     else:
         plat = Platform.parse(platform) if platform else None
         config_platform = plat if config == "same" else (Platform.parse(config) if config else None)
-    return DraftEntry(
+    return Entry(
         source=Reference.parse(f"localhost:5000/{name}:1"),
         descriptor=Descriptor(media_type, Digest.of(raw), len(raw), plat, dict(annotations or {})),
         raw=raw,
         config_platform=config_platform,
     )
+
+
+def problems(entries: list[Entry], media_type: str, annotations: dict[str, str]) -> list[str]:
+    """The problems as `push` words them (its way to ask for OCI is `--format oci`)."""
+    return [p.text("--format oci") for p in rules.problems(entries, media_type, annotations)]
 
 
 # ---- choose_media_type ----------------------------------------------------------------------------
@@ -133,8 +139,8 @@ def test_duplicate_platforms_are_reported(first: str, second: str) -> None:
 
 def test_different_os_versions_are_not_duplicates() -> None:
     a, b = entry("a", "windows/amd64"), entry("b", "windows/amd64")
-    a = DraftEntry(a.source, a.descriptor.with_(platform=a.descriptor.platform.with_(os_version="10.0.1")), a.raw, None)
-    b = DraftEntry(b.source, b.descriptor.with_(platform=b.descriptor.platform.with_(os_version="10.0.2")), b.raw, None)
+    a = Entry(a.source, a.descriptor.with_(platform=a.descriptor.platform.with_(os_version="10.0.1")), a.raw, None)
+    b = Entry(b.source, b.descriptor.with_(platform=b.descriptor.platform.with_(os_version="10.0.2")), b.raw, None)
     assert problems([a, b], mediatype.OCI_INDEX, {}) == []
 
 
@@ -234,7 +240,7 @@ def test_ensure_tags() -> None:
 
 def test_a_contradiction_in_os_version_names_the_field() -> None:
     e = entry("win", "windows/amd64")
-    e = DraftEntry(
+    e = Entry(
         e.source,
         e.descriptor.with_(platform=e.descriptor.platform.with_(os_version="10.0.17763.1")),
         e.raw,
@@ -245,3 +251,54 @@ def test_a_contradiction_in_os_version_names_the_field() -> None:
         "localhost:5000/win:1: annotated as windows/amd64 (os.version 10.0.17763.1)"
         " but its config says windows/amd64 (os.version 10.0.20348.2)"
     )
+
+
+# ---- problems are values: a code, a subject, a message; each surface words the way out ------------
+
+
+def test_problems_are_values_with_codes() -> None:
+    entries = [
+        entry("a", "linux/amd64", config="linux/arm64", annotations={"k": "v"}),
+        entry("b", "linux/amd64"),
+        entry("c", None, config=None),
+    ]
+    found = rules.problems(entries, mediatype.DOCKER_LIST, {"x": "y"})
+    assert [p.code for p in found] == [
+        rules.CONFIG_CONTRADICTS,
+        rules.DUPLICATE_PLATFORM,
+        rules.NO_PLATFORM,
+        rules.DOCKER_INDEX_ANNOTATIONS,
+        rules.DOCKER_ENTRY_ANNOTATIONS,
+        rules.DOCKER_OCI_CHILD,
+        rules.DOCKER_OCI_CHILD,
+        rules.DOCKER_OCI_CHILD,
+    ]
+    assert found[0].subject == "localhost:5000/a:1" and found[3].subject == ""
+
+
+def test_each_surface_names_its_own_way_to_ask_for_oci() -> None:
+    (problem,) = rules.problems([entry("b", "linux/arm64")], mediatype.DOCKER_LIST, {})
+    assert str(problem) == "localhost:5000/b:1: an OCI manifest in a Docker manifest list"
+    assert problem.text("--format oci").endswith("(use --format oci)")
+    assert problem.text("format: oci in platforms.yaml").endswith("(use format: oci in platforms.yaml)")
+    lie = rules.config_problem(entry("a", "linux/arm64", config="linux/amd64"))
+    assert lie is not None and lie.text("--format oci") == str(lie)  # no format fixes a lie
+
+
+def test_config_problem_is_the_one_platform_check() -> None:
+    assert rules.config_problem(entry("a", "linux/arm64/v8", config="linux/arm64")) is None
+    assert rules.config_problem(entry("a", "linux/amd64", config=None)) is None
+    assert rules.config_problem(entry("a", None, config="linux/amd64")) is None
+    found = rules.config_problem(entry("a", "linux/arm/v7", config="linux/arm/v6"))
+    assert found is not None and found.code == rules.CONFIG_CONTRADICTS
+
+
+def test_duplicates_is_the_one_duplicate_rule() -> None:
+    """oci.platform.duplicates: what parse_all, the index rules and publish all ask."""
+    from manifesto.oci.platform import duplicates
+
+    parsed = [Platform.parse(p) for p in ("linux/arm64", "linux/amd64", "linux/arm64/v8", "linux/arm64")]
+    assert duplicates(parsed) == [(0, 2), (2, 3)]
+    assert duplicates([None, Platform.parse("linux/amd64"), None]) == []
+    win = Platform.parse("windows/amd64")
+    assert duplicates([win.with_(os_version="10.0.1"), win.with_(os_version="10.0.2")]) == []

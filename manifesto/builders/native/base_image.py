@@ -1,0 +1,112 @@
+"""The base of a native build for one platform: its manifest and config, never its layers.
+
+Why: the native builder adds layers and changes the config of an image it never unpacks, so all
+it needs of the base is the manifest (its layer descriptors are kept as they are) and the config
+(kept but for what the Dockerfile changes). FROM names a registry reference, an `oci:DIR[:TAG]`
+layout or `scratch`. An index gives the child for the platform, matched as containerd
+normalizes platforms (arm64 and arm64/v8 are one; attestations are never picked); a single
+image must be that platform, as its config says.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from manifesto.builders.base import normalized
+from manifesto.errors import ContentError, NotFound, UsageError
+from manifesto.oci.config import ImageConfig
+from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
+from manifesto.oci.platform import Platform
+from manifesto.oci.reference import LAYOUT_PREFIX, Reference, split_layout
+from manifesto.store.layout import LayoutStore
+from manifesto.store.protocol import Fetched, Store
+from manifesto.store.registry.pool import Registries
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """A resolved base: `origin` names where its blobs are (`host/repo` or `oci:DIR`); scratch
+    has no origin, manifest or config."""
+
+    label: str
+    origin: str | None = None
+    manifest: ImageManifest | None = None
+    digest: str | None = None
+    config: dict[str, Any] | None = None
+
+    @property
+    def is_scratch(self) -> bool:
+        return self.manifest is None
+
+
+SCRATCH = BaseImage("scratch")
+
+
+async def resolve(image: str | None, platform: Platform, registries: Registries, where: object) -> BaseImage:
+    """The base FROM names, for `platform`: scratch (None), a layout, or a registry image."""
+    if image is None:
+        return SCRATCH
+    if image.startswith(LAYOUT_PREFIX):
+        path, tag = split_layout(image)
+        store = LayoutStore(Path(path).resolve())
+        try:
+            if tag is None:
+                tags = store.tags()
+                if len(tags) != 1:
+                    raise UsageError(f"{where}: FROM {image}: the layout has {len(tags)} tags; name one as oci:DIR:TAG")
+                tag = next(iter(tags))
+            fetched = await store.get_manifest("", tag)
+        except NotFound as e:
+            raise UsageError(f"{where}: FROM {image}: {e}") from None
+        return await _for_platform(store, "", fetched, platform, image, f"{LAYOUT_PREFIX}{store.path}")
+    try:
+        ref = Reference.parse(image)
+    except UsageError as e:
+        raise UsageError(f"{where}: FROM: {e}") from None
+    client = registries.client(ref)
+    try:
+        fetched = await client.get_manifest(ref.repository, ref.reference)
+    except NotFound:
+        raise UsageError(f"{where}: FROM {image}: no such image ({ref})") from None
+    return await _for_platform(client, ref.repository, fetched, platform, ref.familiar, ref.name)
+
+
+async def _for_platform(
+    store: Store, repo: str, fetched: Fetched, platform: Platform, label: str, origin: str
+) -> BaseImage:
+    """The image for `platform` of what a reference gave: the matching child of an index, or
+    the image itself when its config says that platform."""
+    doc = parse(fetched.raw, fetched.media_type, label)
+    if isinstance(doc, ImageIndex):
+        want = normalized(platform)
+        found = [d for d in doc.images() if d.platform is not None and normalized(d.platform).same_as(want)]
+        if not found:
+            has = ", ".join(str(d.platform) for d in doc.images() if d.platform is not None) or "no platforms"
+            raise UsageError(f"base image {label} has no {platform} image (it has {has})")
+        fetched = await store.get_manifest(repo, found[0].digest)
+        doc = parse(fetched.raw, fetched.media_type, f"{label}@{found[0].digest}")
+        if isinstance(doc, ImageIndex):
+            raise ContentError(f"base image {label}: the {platform} entry is itself an index")
+    assert isinstance(doc, ImageManifest)
+    if not doc.has_image_config:
+        raise UsageError(f"base image {label} is not a container image (config {doc.config.media_type})")
+    raw = await store.read_blob_bytes(repo, doc.config.digest)
+    config = ImageConfig.parse(raw, f"config of base image {label}")
+    if not normalized(config.platform).same_as(normalized(platform)):
+        raise UsageError(
+            f"base image {label} is for {config.platform}, not {platform}: "
+            "a single-platform base can only build its own platform (use an index, or a base per platform)"
+        )
+    try:
+        document = json.loads(raw)
+    except ValueError as e:
+        raise ContentError(f"config of base image {label}: {e}") from None
+    diff_ids = (document.get("rootfs") or {}).get("diff_ids") or []
+    if len(diff_ids) != len(doc.layers):
+        raise ContentError(
+            f"base image {label}: its config lists {len(diff_ids)} layers but its manifest {len(doc.layers)}"
+        )
+    return BaseImage(label, origin, doc, str(fetched.digest), document)
