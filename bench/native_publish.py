@@ -12,8 +12,9 @@ peer:       buildah --root R --runroot RR --storage-driver vfs build --isolation
 The base, written once as an OCI layout and pushed with skopeo into REG/bench-native/base:1, is
 an index of five images of three gzip layers each (BASE_MIB = 60 + 30 + 10 MiB of os.urandom
 bytes: incompressible, the size of a slim language runtime). The Dockerfile, the same for both:
-FROM the base, one COPY of a per-arch "binary" (APP_MIB of random bytes) picked by
-${TARGETARCH}${TARGETVARIANT}, and config instructions. Both push into a repository of the base's
+FROM the base, one COPY of a per-arch static binary (Debian's busybox-static, 1.3-2.5 MB, from
+the test suite's cache: scripts/fetch-busybox.sh) picked by ${TARGETARCH}${TARGETVARIANT}, and
+config instructions. Both push into a repository of the base's
 registry that did not exist before (a new name every repetition), so both can mount the base
 layers and neither can skip the new ones. After each publish the target must hold a five-entry
 index (untimed). Target: manifesto / buildah ≤ 0.1.
@@ -60,15 +61,14 @@ RSS_TARGET_MIB = 100.0
 DEFAULT_REPEAT = 3
 EPOCH = "1700000000"
 BASE_MIB = (60, 30, 10)  # the base's three layers, per platform
-APP_MIB = 8  # the per-arch binary
 CONTEXT_FILES, CONTEXT_FILE_MIB = 5, 100  # the RSS benchmark's context: 500 MiB
-# (platform, TARGETARCH + TARGETVARIANT as the plan passes them)
+# (platform, TARGETARCH + TARGETVARIANT as the plan passes them, Debian arch of its busybox)
 PLATFORMS = (
-    ("linux/amd64", "amd64"),
-    ("linux/arm64/v8", "arm64v8"),
-    ("linux/arm/v7", "armv7"),
-    ("linux/ppc64le", "ppc64le"),
-    ("linux/s390x", "s390x"),
+    ("linux/amd64", "amd64", "amd64"),
+    ("linux/arm64/v8", "arm64v8", "arm64"),
+    ("linux/arm/v7", "armv7", "armhf"),
+    ("linux/ppc64le", "ppc64le", "ppc64el"),
+    ("linux/s390x", "s390x", "s390x"),
 )
 OCI = "application/vnd.oci.image."
 _CHUNK = 1 << 20
@@ -124,7 +124,7 @@ def write_base(layout: Path) -> None:
     """An OCI layout tagged 1: an index of the five platforms, each BASE_MIB in three layers."""
     (layout / "blobs" / "sha256").mkdir(parents=True)
     children = []
-    for platform, slug in PLATFORMS:
+    for platform, slug, _ in PLATFORMS:
         os_, arch, *variant = platform.split("/")
         plat = {"architecture": arch, "os": os_, **({"variant": variant[0]} if variant else {})}
         layers, diff_ids = [], []
@@ -154,16 +154,18 @@ def write_base(layout: Path) -> None:
 
 
 def write_project(root: Path, base: str) -> Path:
-    """The app: its Dockerfile, a random binary per arch, and platforms.yaml (builder: native)."""
-    (root / "bin").mkdir(parents=True)
-    for _, slug in PLATFORMS:
-        _random_file(root / "bin" / f"app-{slug}", APP_MIB)
-        (root / "bin" / f"app-{slug}").chmod(0o755)
+    """The app: its Dockerfile, a static binary per arch, and platforms.yaml (builder: native)."""
+    from tests.support.images import busybox_path
+
+    for _, slug, debian_arch in PLATFORMS:
+        (root / "bin" / slug).mkdir(parents=True)
+        shutil.copyfile(busybox_path(debian_arch), root / "bin" / slug / "app")
+        (root / "bin" / slug / "app").chmod(0o755)
     (root / "Dockerfile").write_text(textwrap.dedent(f"""\
         FROM {base}
         ARG TARGETARCH
         ARG TARGETVARIANT
-        COPY bin/app-${{TARGETARCH}}${{TARGETVARIANT}} /usr/local/bin/app
+        COPY bin/${{TARGETARCH}}${{TARGETVARIANT}}/app /usr/local/bin/
         ENV APP_MODE=production
         LABEL org.opencontainers.image.title=bench-native
         EXPOSE 8080
@@ -172,7 +174,7 @@ def write_project(root: Path, base: str) -> Path:
         CMD ["--serve"]
         """))  # fmt: skip
     spec = root / "platforms.yaml"
-    platforms = ", ".join(p for p, _ in PLATFORMS)
+    platforms = ", ".join(p for p, *_ in PLATFORMS)
     image = base.rsplit("/", 1)[0] + "/unused"  # every run names its own with --image
     spec.write_text(f"image: {image}\ntags: ['1']\nbuild: {{builder: native}}\nplatforms: [{platforms}]\n")
     return spec
@@ -204,7 +206,7 @@ def publish_buildah(ctx: Context, reg: Any, project: Path, n: int) -> tuple[floa
         repo = f"bench-native/buildah-{n}"
         build = [
             *_buildah(root), "build", "--isolation", "chroot", "--tls-verify=false",
-            "--platform", ",".join(p for p, _ in PLATFORMS), "--manifest", "localhost/bench-native-list",
+            "--platform", ",".join(p for p, *_ in PLATFORMS), "--manifest", "localhost/bench-native-list",
             "-f", str(project / "Dockerfile"), str(project),
         ]  # fmt: skip
         push = [*_buildah(root), "manifest", "push", "--all", "--tls-verify=false",
@@ -246,7 +248,7 @@ def bench_publish(ctx: Context) -> Result:
     m, b = median(samples["manifesto"]), median(samples["buildah"])
     notes = {
         "base": f"{len(PLATFORMS)} platforms x {' + '.join(map(str, BASE_MIB))} MiB gzip layers (random)",
-        "app": f"one COPY of {APP_MIB} MiB per platform + 6 config instructions",
+        "app": "one COPY of busybox-static (1.3-2.5 MB) per platform + 6 config instructions",
         "manifesto_spread": spread(samples["manifesto"]),
         "buildah_spread": spread(samples["buildah"]),
         **cpu_notes(cpu["manifesto"], cpu["buildah"]),

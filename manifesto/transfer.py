@@ -76,7 +76,7 @@ class Copier:
 
     async def _copy_blob(self, source: Place, descriptor: Descriptor) -> None:
         dst = self.target
-        if descriptor.media_type == mediatype.DOCKER_FOREIGN_LAYER:
+        if mediatype.is_nondistributable(descriptor.media_type):
             return  # non-distributable: the manifest's urls point at it
         if await dst.store.blob_size(dst.repo, descriptor.digest) is not None:
             self.stats.blobs_skipped += 1

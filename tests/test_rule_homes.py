@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,130 @@ def test_the_exit_code_table_names_real_error_classes() -> None:
         assert issubclass(getattr(errors, name), errors.ManifestoError), name
     assert exit_code(ValueError("x")) == 1
     assert exit_code(type("UsageError", (Exception,), {})()) == 1  # a namesake from elsewhere is no UsageError
+
+
+@pytest.mark.parametrize(
+    "image, refusal",
+    [
+        ("oci:", "needs a directory after 'oci:'"),
+        ("oci:out/app:1.0", "must not carry a tag"),
+        ("registry.example.com/app:1.0", "must not carry a tag ('1.0')"),
+        (f"registry.example.com/app@sha256:{'a' * 64}", "must not carry a digest"),
+    ],
+)
+def test_a_target_is_read_alike_in_the_file_the_library_and_the_command_line(
+    tmp_path: Path, image: str, refusal: str
+) -> None:
+    """platforms.yaml `image:`, manifesto.plan(image=...) and --image share Target.parse."""
+    import manifesto
+    from manifesto.cli.publishing import _target
+
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    good = tmp_path / "platforms.yaml"
+    good.write_text("image: registry.example.com/app\ntags: ['1']\nplatforms: [linux/amd64]\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"image: '{image}'\ntags: ['1']\nplatforms: [linux/amd64]\n")
+    with pytest.raises(SpecError, match=re.escape(refusal)):
+        manifesto.plan(bad)
+    with pytest.raises(errors.UsageError, match=re.escape(refusal)):
+        manifesto.plan(good, image=image)
+    with pytest.raises(errors.UsageError, match=re.escape(refusal)):
+        _target(image)
+
+
+# ---- does this image config (this index entry) match this platform ---------------------------------
+
+
+AARCH64 = Platform("linux", "aarch64")  # as a config or an index may write it: not normalized
+
+
+def _aarch64_layout(tmp_path: Path) -> tuple[Path, str]:
+    """A layout with one image whose config says linux/aarch64 (tag `img`) and an index naming
+    it as linux/aarch64 (tag `idx`); returns the layout and the index's JSON."""
+    from manifesto.oci.mediatype import OCI_INDEX
+    from manifesto.store.layout import LayoutStore
+    from tests.support.images import build_image
+
+    layout = tmp_path / "base"
+    image = build_image("arm64", layout, tag="img", busybox=b"x", config_overrides={"architecture": "aarch64", "variant": ""})
+    child = {**image.descriptor(), "platform": {"architecture": "aarch64", "os": "linux"}}
+    attestation = {
+        **image.descriptor(),
+        "platform": {"architecture": "unknown", "os": "unknown"},
+        "annotations": {"vnd.docker.reference.type": "attestation-manifest"},
+    }
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [attestation, child]})
+    LayoutStore(layout).put_manifest_sync("idx", index.encode(), OCI_INDEX)
+    return layout, index
+
+
+@pytest.mark.parametrize("asked", ["linux/arm64", "linux/arm64/v8", "linux/aarch64"])
+def test_an_arm64_config_written_as_aarch64_is_accepted_everywhere_alike(tmp_path: Path, asked: str) -> None:
+    """oci.platform.matches and .pick are the one home: the build check (verify_platform), the
+    list rules (config_problem), an image: entry, the native builder's base (index child and
+    single image) and buildx's output index all answer alike."""
+    import asyncio
+
+    from manifesto.builders.base import verify_platform
+    from manifesto.builders.native import base_image
+    from manifesto.lists.entry import Entry
+    from manifesto.lists.rules import config_problem
+    from manifesto.oci.descriptor import Descriptor
+    from manifesto.oci.mediatype import OCI_MANIFEST
+    from manifesto.oci.platform import matches, pick
+
+    want = Platform.parse(asked)
+    assert matches(want, AARCH64) and matches(AARCH64, want)
+    verify_platform(want, AARCH64, "built")
+    digest = Digest.parse(f"sha256:{HEX}")
+    assert config_problem(Entry(None, Descriptor(OCI_MANIFEST, digest, 1, want), config_platform=AARCH64)) is None
+    attestation = Descriptor(OCI_MANIFEST, digest, 1, Platform("unknown", "unknown"))
+    child = Descriptor(OCI_MANIFEST, digest, 2, AARCH64)
+    assert pick([attestation, child], want) == (child,)
+
+    layout, _ = _aarch64_layout(tmp_path)
+    for tag in ("img", "idx"):  # a single image whose config says aarch64; an index entry saying it
+        base = asyncio.run(base_image.resolve(f"oci:{layout}:{tag}", want, None, "Dockerfile:1"))  # type: ignore[arg-type]
+        assert base.config is not None and base.config["architecture"] == "aarch64"
+
+
+def test_a_real_contradiction_is_one_everywhere_alike(tmp_path: Path) -> None:
+    import asyncio
+
+    from manifesto.builders.base import verify_platform
+    from manifesto.builders.native import base_image
+    from manifesto.lists.entry import Entry
+    from manifesto.lists.rules import config_problem
+    from manifesto.oci.descriptor import Descriptor
+    from manifesto.oci.mediatype import OCI_MANIFEST
+    from manifesto.oci.platform import matches, pick
+
+    amd = Platform.parse("linux/amd64")
+    assert not matches(amd, AARCH64)
+    with pytest.raises(errors.VerificationError, match="built for linux/aarch64, but linux/amd64 was requested"):
+        verify_platform(amd, AARCH64, "built")
+    digest = Digest.parse(f"sha256:{HEX}")
+    problem = config_problem(Entry(None, Descriptor(OCI_MANIFEST, digest, 1, amd), config_platform=AARCH64))
+    assert problem is not None and "its config says linux/aarch64" in problem.text("")
+    assert pick([Descriptor(OCI_MANIFEST, digest, 2, AARCH64)], amd) == ()
+    layout, _ = _aarch64_layout(tmp_path)
+    with pytest.raises(errors.UsageError, match="is for linux/aarch64, not linux/amd64"):
+        asyncio.run(base_image.resolve(f"oci:{layout}:img", amd, None, "Dockerfile:1"))  # type: ignore[arg-type]
+    with pytest.raises(errors.UsageError, match=r"has no linux/amd64 image \(it has linux/aarch64\)"):
+        asyncio.run(base_image.resolve(f"oci:{layout}:idx", amd, None, "Dockerfile:1"))  # type: ignore[arg-type]
+
+
+def test_buildx_picks_the_child_of_its_output_index_by_the_one_rule(tmp_path: Path) -> None:
+    from manifesto.builders.base import BuildRequest
+    from manifesto.builders.buildx import copy_image
+    from manifesto.store.layout import LayoutStore
+
+    layout, _ = _aarch64_layout(tmp_path)
+    index_path = layout / "index.json"
+    doc = json.loads(index_path.read_text())
+    doc["manifests"] = [d for d in doc["manifests"] if d["annotations"].get("org.opencontainers.image.ref.name") == "idx"]
+    index_path.write_text(json.dumps(doc))  # the build output: one index, its child says aarch64
+    request = BuildRequest(platform=Platform.parse("linux/arm64"), context=tmp_path, dockerfile=tmp_path / "D", args={}, output=tmp_path / "out")
+    dst = LayoutStore(tmp_path / "out", create=True)
+    copy_image(LayoutStore(layout), request, dst)
+    assert list(dst.tags()) == [request.tag]

@@ -30,7 +30,9 @@ def test_version_imports_no_argparse():
 
 
 def test_copy_does_not_load_the_matrix():
-    # `manifesto copy` reads no platforms.yaml: neither PyYAML nor manifesto.matrix is imported
+    # `manifesto copy` reads no platforms.yaml: neither PyYAML nor the spec reader or the plan is
+    # imported (the builder names the parser offers come from matrix.model, plain constants; the
+    # lazy manifesto.matrix package imports nothing else)
     probe = (
         "from manifesto.cli.main import build_parser\n"
         "args = build_parser().parse_args(['copy', 'a', 'b'])\n"
@@ -38,7 +40,7 @@ def test_copy_does_not_load_the_matrix():
         "print(sorted(m for m in sys.modules if m == 'yaml' or m.startswith('manifesto.matrix')))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.strip() == "[]"
+    assert out.stdout.strip() in ("[]", "['manifesto.matrix', 'manifesto.matrix.model']")
 
 
 # A plain-HTTP registry's client speaks HTTP/1.1 only: it loads neither h2 nor httpcore's HTTP/2

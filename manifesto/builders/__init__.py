@@ -1,10 +1,11 @@
 """Builders behind one protocol: buildah, podman, docker buildx, native; `auto` picks per Dockerfile.
 
-The builder names live here, and this module imports no builder until one is asked for, so
-platforms.yaml checking and the CLI's `--builder` choices read the one list at no cost; the
-protocol types and Runner load on first use. `auto` (the default) is no builder of its own:
-choose() turns it into `native` for a Dockerfile that needs no execution and `buildah` for
-one that does, saying why, so the plan (and `publish --dry-run`) shows each platform's builder.
+The builder names are defined by the spec's model (matrix.model, below this layer, so the pure
+matrix checks them) and offered here beside get_builder; this module imports no builder until
+one is asked for, so the CLI's `--builder` choices cost nothing; the protocol types and Runner
+load on first use. `auto` (the default) is no builder of its own: choose() turns it into
+`native` for a Dockerfile that needs no execution and `buildah` for one that does, saying why;
+jobs.builds calls it for each build step, for the run and for `publish --dry-run`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from manifesto.errors import ManifestoError, UsageError
+from manifesto.matrix.model import AUTO, BUILDER_NAMES, BUILDERS, DEFAULT_BUILDER
 
 if TYPE_CHECKING:
     from manifesto.builders.base import Builder, BuildRequest, BuiltImage, Problem
     from manifesto.builders.runner import Runner
 
-AUTO = "auto"
-DEFAULT_BUILDER = AUTO
-BUILDERS = ("buildah", "podman", "buildx", "native")  # each one a builder get_builder makes
-BUILDER_NAMES = (AUTO, *BUILDERS)  # what build.builder and --builder accept
 WRITES_ONLY = frozenset({"native"})  # builders that never execute the image's commands (no qemu needed)
 BUILDER_ALIASES = {"docker": "buildx"}  # accepted by get_builder, not offered as a choice
 

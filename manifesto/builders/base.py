@@ -12,12 +12,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from manifesto.errors import InvalidPlatform, UsageError, VerificationError
+from manifesto.errors import UsageError, VerificationError
 from manifesto.oci import mediatype
 from manifesto.oci.config import ImageConfig
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageManifest
-from manifesto.oci.platform import Platform
+from manifesto.oci.platform import Platform, matches
 from manifesto.store.layout import LayoutStore, valid_ref_name
 
 
@@ -100,20 +100,13 @@ class Builder(Protocol):
         ...
 
 
-def normalized(platform: Platform) -> Platform:
-    """A platform as containerd would normalize it; unknown spellings are kept as they are."""
-    try:
-        return Platform.normalize_parts(platform.os, platform.architecture, platform.variant)
-    except InvalidPlatform:
-        return platform
-
-
 def verify_platform(requested: Platform, got: Platform, where: str) -> None:
     """Raise VerificationError unless an image config's platform is the one requested.
 
-    Compared after normalization, so arm64 and arm64/v8 (and arm and arm/v7) are the same.
+    oci.platform.matches: compared after normalization, so arm64, arm64/v8 and aarch64 (and
+    arm and arm/v7) are the same.
     """
-    if not normalized(requested).same_as(normalized(got)):
+    if not matches(requested, got):
         raise VerificationError(f"{where}: built for {got}, but {requested} was requested")
 
 

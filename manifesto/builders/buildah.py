@@ -44,7 +44,6 @@ from manifesto.builders.base import (
     Problem,
     common_flags,
     load_built,
-    normalized,
     requested_format,
     validate_request,
 )
@@ -60,7 +59,7 @@ from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageManifest, detect_media_type
-from manifesto.oci.platform import PLATFORM_ARGS, Platform, platform_args
+from manifesto.oci.platform import PLATFORM_ARGS, Platform, normalized, platform_args
 from manifesto.oci.reference import LAYOUT_PREFIX
 from manifesto.store.layout import LayoutStore
 

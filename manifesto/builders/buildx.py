@@ -35,7 +35,6 @@ from manifesto.builders.base import (
     Problem,
     common_flags,
     load_built,
-    normalized,
     requested_format,
     validate_request,
 )
@@ -45,7 +44,7 @@ from manifesto.log import get_logger
 from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.manifest import ImageIndex, ImageManifest
-from manifesto.oci.platform import PLATFORM_ARGS
+from manifesto.oci.platform import PLATFORM_ARGS, pick
 from manifesto.store.layout import LayoutStore
 
 log = get_logger("manifesto.builders")
@@ -209,8 +208,7 @@ def copy_image(src: LayoutStore, request: BuildRequest, dst: LayoutStore) -> Non
     desc = entries[0]
     if mediatype.is_index(desc.media_type):
         index = ImageIndex.parse(src.read_bytes(desc.digest, "index"), desc.media_type)
-        want = normalized(request.platform)
-        picked = [d for d in index.images() if d.platform is not None and normalized(d.platform).same_as(want)]
+        picked = pick(index.images(), request.platform)
         if len(picked) != 1:
             raise ContentError(f"{src.path}: no single image for {request.platform} in the build output index")
         desc = picked[0]

@@ -33,20 +33,19 @@ def _platforms(values: list[str]) -> list[Platform]:
     return out
 
 
-def _repository(text: str) -> Reference:
-    ref = Reference.parse(text)
-    if ref.tag or ref.digest:
-        raise UsageError(f"--image {text}: give a repository; tags come from --tag or platforms.yaml")
-    return ref
+def _target(text: str) -> Target:
+    """--image: `oci:DIR` or a repository (Target.parse, worded for the command line)."""
+    from manifesto.matrix.model import Target
+
+    return Target.parse(text, Path.cwd(), name="--image", tags_from="--tag or platforms.yaml")
 
 
 def _load(args: argparse.Namespace, target: Target | None = None) -> planning.Plan:
     """The plan of -f with --image (or `target`), --tag, --builder and --platform (jobs.publish.plan)."""
     from manifesto.jobs.publish import plan
-    from manifesto.matrix.model import Target
 
     if target is None and getattr(args, "image", None):
-        target = Target(reference=_repository(args.image))
+        target = _target(args.image)
     return plan(
         args.file,
         image=target,
@@ -85,7 +84,7 @@ def _options(args: argparse.Namespace, plan: planning.Plan, epoch: int | None):
 
     quiet = getattr(args, "quiet", False)
     return Options(
-        builder=None,  # each build step's own (the plan chose it: `auto` per Dockerfile)
+        builder=None,  # each build step's own (jobs.builds.choose_builders: `auto` per Dockerfile)
         jobs=args.jobs or 0,
         source_date_epoch=epoch,
         insecure=getattr(args, "insecure", False),
@@ -93,6 +92,16 @@ def _options(args: argparse.Namespace, plan: planning.Plan, epoch: int | None):
         on_line=(lambda line: None) if quiet else _stderr,
         on_notice=_stderr,
     )
+
+
+def _render(plan: planning.Plan, *, push_by_digest: bool = False) -> str:
+    """The plan `--dry-run` prints, each build step with the builder that runs it and why
+    (jobs.builds.choose_builders, as the run itself chooses)."""
+    from manifesto.jobs.builds import choose_builders
+    from manifesto.matrix.plan import render
+
+    chosen = [str(choice) for choice in choose_builders(plan)]
+    return render(plan, push_by_digest=push_by_digest, builders=chosen)
 
 
 def _check_args(args: argparse.Namespace) -> int | None:
@@ -175,9 +184,7 @@ def publish(args: argparse.Namespace) -> int:
     epoch = _check_args(args)
     _check_outputs(("--report", args.report), ("--digest-file", args.digest_file))
     if args.dry_run:
-        from manifesto.matrix.plan import render
-
-        print(render(plan, push_by_digest=args.push_by_digest))
+        print(_render(plan, push_by_digest=args.push_by_digest))
         return 0
     result = run(plan, _options(args, plan, epoch), push_index_too=not args.push_by_digest)
     if args.digest_file:
@@ -196,9 +203,7 @@ def build(args: argparse.Namespace) -> int:
     epoch = _check_args(args)
     _check_outputs(("--report", args.report))
     if args.dry_run:
-        from manifesto.matrix.plan import render
-
-        print(render(plan))
+        print(_render(plan))
         return 0
     result = run(plan, _options(args, plan, epoch))
     sys.stderr.write(f"wrote OCI image layout {output}\n")
@@ -239,14 +244,16 @@ def _registry_problems(ref: Reference, insecure: bool) -> list:
 
 
 def doctor(args: argparse.Namespace) -> int:
+    from manifesto.jobs.builds import choose_builders
     from manifesto.jobs.doctor import run_checks
 
     builders: tuple[str, ...] = (args.builder,) if args.builder and args.builder != "auto" else ("buildah",)
     platforms: list[Platform] = _platforms(args.platform or [])
-    ref = _repository(args.image) if args.image else None
+    ref = _target(args.image).reference if args.image else None
     if Path(args.file).exists() or args.file != "platforms.yaml":
         plan = _load(args)
-        builders = plan.builders or builders  # what the plan chose (auto: per Dockerfile)
+        chosen = tuple(dict.fromkeys(c.builder for c in choose_builders(plan)))
+        builders = chosen or builders  # what the run will use (auto: per Dockerfile)
         platforms = platforms or [s.platform for s in plan.build_steps]
         ref = plan.target.reference
     registry_check = (lambda: _registry_problems(ref, args.insecure)) if ref is not None else None

@@ -1,8 +1,12 @@
 """Build every platform of a Plan in parallel, bounded; the first failure fails them all.
 
-Each BuildStep names its builder (the plan chose it: `auto` gives native or buildah per
-Dockerfile); one instance of each builder serves the whole run, unless Options.builder gives
-the one instance every step uses. After a build fails, builds still queued do not start
+Each BuildStep names the builder build.builder asks for; choose_builders() resolves `auto` to
+native or buildah per Dockerfile (builders.choose: the one place a Dockerfile is read for this,
+also for `--dry-run`). One instance of each builder serves the whole run, unless Options.builder
+gives the one instance every step uses. A step `auto` gave to the native builder that the native
+builder then refuses (NeedsBuilder: a refusal that depends on the base or the context, which the
+static check cannot see) is built again with buildah, with a one-line notice: `auto` never turns
+a build buildah can do into a failure. After a build fails, builds still queued do not start
 (running ones finish: their logs may matter too), so a publish that is going to fail fails
 fast. Ctrl-C and SIGTERM cancel running builds through their builders (they run in their own
 process groups, or their own event loops).
@@ -13,12 +17,14 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from manifesto.builders import AUTO, Choice
 from manifesto.builders.base import Builder, BuildRequest, BuiltImage
+from manifesto.builders.native.source import NeedsBuilder
 from manifesto.errors import BuildError, ManifestoError
 from manifesto.log import get_logger
 from manifesto.matrix.plan import BuildStep, Plan
@@ -30,7 +36,7 @@ def _ignore(line: str) -> None:
     pass
 
 
-@dataclass
+@dataclass(frozen=True)
 class Options:
     builder: Builder | None = None  # every step's builder; None: each step's own, by name
     jobs: int = 0
@@ -57,14 +63,21 @@ def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
     steps = plan.build_steps
     if not steps:
         return []
-    builders = builders_for(steps, options.builder)
+    choices = choose_builders(plan) if options.builder is None else (Choice(options.builder.name, ""),) * len(steps)
+    builders = builders_for([c.builder for c in choices], options.builder)
     lock = threading.Lock()
     failed = threading.Event()
 
-    def one(step: BuildStep) -> BuiltImage:
+    def fallback(name: str) -> Builder:
+        with lock:
+            if name not in builders:
+                builders.update(builders_for([name], None))
+            return builders[name]
+
+    def one(step: BuildStep, choice: Choice) -> BuiltImage:
         if failed.is_set():
             raise _NotStarted()
-        builder = builders[step.builder]
+        builder = builders[choice.builder]
         prefix = f"[{step.platform}] "
 
         def emit(line: str) -> None:
@@ -83,7 +96,17 @@ def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
         )
         log.info("build_started", platform=str(step.platform), builder=builder.name)
         try:
-            built = builder.build(request, emit)
+            try:
+                built = builder.build(request, emit)
+            except NeedsBuilder as e:
+                if not (step.builder == AUTO and choice.builder == "native" and options.builder is None):
+                    raise  # a builder named by the user is not second-guessed
+                options.on_notice(f"{step.platform}: native builder cannot: {e.where}: {e.reason}; building with buildah")
+                log.info("build_fallback", platform=str(step.platform), reason=str(e))
+                builder = fallback("buildah")
+                if failed.is_set():
+                    raise _NotStarted() from None
+                built = builder.build(request, emit)
         except BaseException:
             failed.set()  # set here, in the build's own thread, before its worker takes the next one
             raise
@@ -92,7 +115,7 @@ def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
 
     jobs = options.jobs or min(len(steps), os.cpu_count() or 1)
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="build")
-    futures = [pool.submit(one, s) for s in steps]
+    futures = [pool.submit(one, s, c) for s, c in zip(steps, choices)]
     results: list[BuiltImage] = []
     failures: list[tuple[BuildStep, ManifestoError]] = []
     not_started = 0
@@ -109,7 +132,9 @@ def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
     except BaseException as e:
         failed.set()  # an interrupt or an unexpected error: start nothing more
         if isinstance(e, KeyboardInterrupt):
-            for builder in {id(b): b for b in builders.values()}.values():
+            with lock:
+                running = list({id(b): b for b in builders.values()}.values())
+            for builder in running:
                 builder.cancel()  # builds run in their own process groups, which Ctrl-C does not reach
         raise
     finally:
@@ -126,15 +151,34 @@ def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
         raise BuildError(f"{step.platform}: build failed: {first}{others}" + (f"\n{tail}" if tail else ""), log_tail=tail)
     return results
 
-def builders_for(steps: tuple[BuildStep, ...], given: Builder | None) -> dict[str, Builder]:
+
+def choose_builders(plan: Plan) -> tuple[Choice, ...]:
+    """The builder each build step runs with, and why, in build-step order.
+
+    builders.choose per step (`auto` reads each Dockerfile once; a named builder is taken as
+    given). Used by the run and by `publish --dry-run` and doctor, so all three agree.
+    """
+    from manifesto.builders import choose
+
+    seen: dict[tuple[str, Path], Choice] = {}
+    out = []
+    for step in plan.build_steps:
+        key = (step.builder, step.dockerfile)
+        if key not in seen:
+            seen[key] = choose(step.builder, step.dockerfile)
+        out.append(seen[key])
+    return tuple(out)
+
+
+def builders_for(names: Sequence[str], given: Builder | None) -> dict[str, Builder]:
     """Builder name → the one instance this run uses: `given` for every name when set, else
-    get_builder(name) once per name the steps use."""
+    get_builder(name) once per name."""
     from manifesto.builders import get_builder
 
-    names = dict.fromkeys(s.builder for s in steps)
+    unique = dict.fromkeys(names)
     if given is not None:
-        return {name: given for name in names}
-    return {name: get_builder(name) for name in names}
+        return {name: given for name in unique}
+    return {name: get_builder(name) for name in unique}
 
 
 def work_dir() -> Path:

@@ -38,8 +38,8 @@ from manifesto.matrix.model import Target, arch_ref_problem
 from manifesto.matrix.plan import AssembleStep, BuildStep, Plan, make_plan
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.manifest import ImageIndex
-from manifesto.oci.platform import Platform
-from manifesto.oci.reference import LAYOUT_PREFIX, Reference, check_tag
+from manifesto.oci.platform import Platform, matches
+from manifesto.oci.reference import Reference, check_tag
 from manifesto.store.layout import LayoutStore
 from manifesto.store.overlay import built_place
 from manifesto.store.registry.pool import Registries
@@ -102,7 +102,7 @@ async def read_assembled(registries: Registries, step: AssembleStep) -> list[Ent
     entries = (await read_source(registries, step.source, skip_platformless=step.platform is not None)).entries
     images = [e for e in entries if not e.descriptor.is_attestation]
     if step.platform is not None:
-        matching = [e for e in images if e.config_platform and e.config_platform.same_as(step.platform)]
+        matching = [e for e in images if e.config_platform and matches(e.config_platform, step.platform)]
         if not matching:
             found = ", ".join(dict.fromkeys(str(e.config_platform) for e in images if e.config_platform)) or "nothing"
             raise VerificationError(
@@ -200,7 +200,7 @@ def plan(
         matrix = replace(matrix, image=_target(image))
     if tags:
         matrix = replace(matrix, tags=tuple(dict.fromkeys(check_tag(t) for t in tags)))
-    if builder:  # so the plan (and --dry-run) names the builder that runs
+    if builder:  # the builder every step asks for (jobs.builds.choose_builders resolves auto)
         matrix = replace(matrix, build=replace(matrix.build, builder=builder))
     if matrix.arch_tag and matrix.image.reference is not None:  # image or tags may break it
         problem = arch_ref_problem(matrix.arch_tag, matrix.image.reference, matrix.tags, matrix.entries)
@@ -210,19 +210,12 @@ def plan(
 
 
 def _target(image: str | Reference | Target) -> Target:
-    """A plan's `image`: a Target as given, `oci:DIR` (relative to the working directory, as
-    `build -o DIR`), or a repository without a tag."""
+    """A plan's `image`: a Target as given, or as written (Target.parse: `oci:DIR` relative to
+    the working directory, as `build -o DIR`, or a repository without a tag)."""
     if isinstance(image, Target):
         return image
-    if isinstance(image, str) and image.startswith(LAYOUT_PREFIX):
-        folder = image[len(LAYOUT_PREFIX) :]
-        if not folder:
-            raise UsageError(f"image {image!r} needs a directory after 'oci:', e.g. oci:out/hello")
-        return Target(layout=Path(folder).resolve())
-    ref = image if isinstance(image, Reference) else Reference.parse(image)
-    if ref.tag or ref.digest:
-        raise UsageError(f"image {image}: give a repository; tags come from tags= or platforms.yaml")
-    return Target(reference=ref)
+    text = image.name if isinstance(image, Reference) and not (image.tag or image.digest) else str(image)
+    return Target.parse(text, Path.cwd(), tags_from="tags= or platforms.yaml")
 
 
 async def preflight(

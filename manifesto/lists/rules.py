@@ -16,7 +16,7 @@ from manifesto.errors import UsageError
 from manifesto.lists.entry import Entry
 from manifesto.oci import mediatype
 from manifesto.oci.manifest import ImageIndex
-from manifesto.oci.platform import contrast, duplicates
+from manifesto.oci.platform import contrast, duplicates, matches
 from manifesto.oci.reference import Reference, check_tag
 
 # Problem codes
@@ -57,9 +57,10 @@ def choose_media_type(entries: Sequence[Entry], requested: str | None) -> str:
 
 
 def config_problem(entry: Entry) -> Problem | None:
-    """Does the entry's platform contradict what its config says? (Not known: taken at its word.)"""
+    """Does the entry's platform contradict what its config says? (Not known: taken at its word.)
+    Compared by oci.platform.matches, as a build's own output is: a config saying aarch64 is arm64."""
     claimed, config = entry.platform, entry.config_platform
-    if claimed is None or config is None or claimed.same_as(config):
+    if claimed is None or config is None or matches(claimed, config):
         return None
     said, actual = contrast(claimed, config)
     return Problem(CONFIG_CONTRADICTS, entry.name, f"annotated as {said} but its config says {actual}")

@@ -6,12 +6,21 @@ YAML was validated (that lives in spec.py, which re-exports everything here). Pu
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from manifesto.errors import InvalidReference
+from manifesto.errors import InvalidReference, UsageError
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import LAYOUT_PREFIX, Reference
+
+# The builder names build.builder and --builder accept. They live here, in the spec's own model,
+# so the pure matrix checks them without importing manifesto.builders (which sits above it and
+# re-exports them beside get_builder). `auto` is no builder: jobs.builds chooses per Dockerfile.
+AUTO = "auto"
+DEFAULT_BUILDER = AUTO
+BUILDERS = ("buildah", "podman", "buildx", "native")  # each one a builder get_builder makes
+BUILDER_NAMES = (AUTO, *BUILDERS)
 
 # arch_tag placeholders, in the order the docs list them.
 PLACEHOLDERS = ("registry", "repository", "name", "tag", "os", "arch", "variant", "arch_ns", "platform_slug")
@@ -26,6 +35,27 @@ class Target:
 
     reference: Reference | None = None
     layout: Path | None = None
+
+    @classmethod
+    def parse(cls, text: str, base: Path, *, name: str = "image", tags_from: str = "'tags'") -> Target:
+        """A target as written (`oci:DIR`, relative to `base`, or a repository without tag or
+        digest); `name` and `tags_from` word the error for the surface it came from.
+
+        Raises InvalidReference for a reference that does not parse, UsageError otherwise.
+        """
+        if text.startswith(LAYOUT_PREFIX):
+            folder = text[len(LAYOUT_PREFIX) :]
+            if not folder.strip():
+                raise UsageError(f"{name} {text!r} needs a directory after 'oci:', e.g. oci:out/hello")
+            if ":" in folder:
+                raise UsageError(f"{name} {text!r} must not carry a tag; tags come from {tags_from}")
+            return cls(layout=Path(os.path.abspath(base / folder)))
+        ref = Reference.parse(text)
+        if ref.digest is not None:
+            raise UsageError(f"{name} {text!r} must not carry a digest; it names the repository to publish to")
+        if ref.tag is not None:
+            raise UsageError(f"{name} {text!r} must not carry a tag ({ref.tag!r}); tags come from {tags_from}")
+        return cls(reference=ref)
 
     @property
     def is_layout(self) -> bool:

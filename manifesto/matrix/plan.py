@@ -1,9 +1,10 @@
 """Matrix → Plan: what `manifesto publish` will build, copy and push, decided before any I/O.
 
 Why: the plan is pure so `--dry-run` shows exactly what a real run does, and tests can check
-filtering and build args without a builder or a registry. Its one read is each Dockerfile, when
-`builder: auto` must see whether it needs execution to choose native or buildah. publish.py runs a Plan step by step;
-render() is the text `--dry-run` prints.
+filtering and build args without a builder or a registry. It reads no Dockerfile: each build
+step carries the builder build.builder asks for (`auto` included); jobs.builds resolves `auto`
+to native or buildah per Dockerfile, for the run and for `--dry-run`. jobs.publish runs a Plan
+step by step; render() is the text `--dry-run` prints.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from manifesto.builders import Choice, choose
 from manifesto.errors import UsageError
 from manifesto.matrix.model import Matrix, Target
 from manifesto.oci.mediatype import format_name
@@ -25,8 +25,8 @@ from manifesto.oci.reference import LAYOUT_PREFIX, Reference
 class BuildStep:
     """Build one platform. `args` is complete: global, entry, then the TARGET* platform args.
 
-    `builder` is the builder that runs it (build.builder, or for `auto` what its Dockerfile
-    needs: builders.choose) and `why` says why, for `--dry-run`.
+    `builder` is the builder build.builder asks for (auto, native, buildah, ...); for `auto`,
+    jobs.builds.choose_builders says which one runs it, and why.
     """
 
     platform: Platform
@@ -35,7 +35,6 @@ class BuildStep:
     args: dict[str, str]
     arch_refs: tuple[Reference, ...]
     builder: str = "buildah"
-    why: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ class Plan:
 
     @property
     def builders(self) -> tuple[str, ...]:
-        """The builders the build steps use, each once, in step order."""
+        """The builders the build steps ask for (`auto` unresolved), each once, in step order."""
         return tuple(dict.fromkeys(s.builder for s in self.build_steps))
 
     @property
@@ -97,7 +96,6 @@ def make_plan(matrix: Matrix, only: Sequence[Platform] | None = None) -> Plan:
         if missing:
             raise UsageError(_missing_message(matrix, missing))
     steps: list[Step] = []
-    choices: dict[Path, Choice] = {}  # one reading per Dockerfile
     for entry in matrix.entries:
         if wanted and (entry.platform is None or not any(entry.platform.same_as(p) for p in wanted)):
             continue
@@ -105,9 +103,6 @@ def make_plan(matrix: Matrix, only: Sequence[Platform] | None = None) -> Plan:
             steps.append(AssembleStep(source=entry.image, platform=entry.platform))
             continue
         assert entry.platform is not None
-        if entry.dockerfile not in choices:
-            choices[entry.dockerfile] = choose(matrix.build.builder, entry.dockerfile)
-        choice = choices[entry.dockerfile]
         steps.append(
             BuildStep(
                 platform=entry.platform,
@@ -115,8 +110,7 @@ def make_plan(matrix: Matrix, only: Sequence[Platform] | None = None) -> Plan:
                 dockerfile=entry.dockerfile,
                 args={**entry.args, **platform_args(entry.platform)},
                 arch_refs=matrix.arch_refs(entry.platform),
-                builder=choice.builder,
-                why=choice.reason,
+                builder=matrix.build.builder,
             )
         )
     return Plan(
@@ -150,12 +144,17 @@ def _missing_message(matrix: Matrix, missing: list[Platform]) -> str:
 # ---- rendering --------------------------------------------------------------------------------
 
 
-def render(plan: Plan, *, push_by_digest: bool = False) -> str:
+def render(plan: Plan, *, push_by_digest: bool = False, builders: Sequence[str] | None = None) -> str:
     """The human-readable plan `--dry-run` prints: one row per step, then the index.
 
     With `push_by_digest` it shows what that run does: built images by digest only (no arch
-    tags), `image:` entries left to `manifesto assemble`, and no index.
+    tags), `image:` entries left to `manifesto assemble`, and no index. `builders` is the text
+    of each build step's BUILDER cell, in build-step order (jobs.builds.choose_builders: the
+    builder that runs it and why); without it the cell shows the builder asked for.
     """
+    if builders is not None and len(builders) != len(plan.build_steps):
+        raise ValueError(f"render: {len(builders)} builder(s) for {len(plan.build_steps)} build step(s)")
+    cells = iter(builders if builders is not None else [s.builder for s in plan.build_steps])
     matrix = plan.matrix
     base = Path(os.path.abspath(matrix.path)).parent
     total = len(matrix.entries)
@@ -179,7 +178,7 @@ def render(plan: Plan, *, push_by_digest: bool = False) -> str:
             show_args = show_args or bool(extra)
             push = [_by_digest(plan.target)] + ([] if push_by_digest else [str(r) for r in step.arch_refs])
             source = f"{_rel(step.context, base)} ({_rel(step.dockerfile, step.context)})"
-            builder = str(Choice(step.builder, step.why))
+            builder = next(cells)
             rows.append([[str(step.platform)], ["build"], [builder], [source], [extra or "-"], push])
         else:
             platform = str(step.platform) if step.platform else "(from config)"

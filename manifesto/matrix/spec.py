@@ -21,8 +21,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from manifesto.builders import BUILDER_NAMES, DEFAULT_BUILDER
-from manifesto.errors import InvalidPlatform, InvalidReference, SpecError
+from manifesto.errors import InvalidPlatform, InvalidReference, SpecError, UsageError
 from manifesto.matrix.envsubst import SubstitutionError, substitute
 from manifesto.matrix.located import (
     LocatedList,
@@ -32,6 +31,8 @@ from manifesto.matrix.located import (
     yaml_error_line,
 )
 from manifesto.matrix.model import (
+    BUILDER_NAMES,
+    DEFAULT_BUILDER,
     LAYOUT_PREFIX,
     PLACEHOLDERS,
     BuildSettings,
@@ -259,22 +260,12 @@ class _Validator:
     def target(self, doc: LocatedMap) -> Target:
         text = self.field(doc, "image")
         line = doc.value_line("image")
-        if text.startswith(LAYOUT_PREFIX):
-            folder = text[len(LAYOUT_PREFIX) :]
-            if not folder.strip():
-                self.fail(line, f"image {text!r} needs a directory after 'oci:', e.g. oci:out/hello")
-            if ":" in folder:
-                self.fail(line, f"image {text!r} must not carry a tag; tags come from 'tags'")
-            return Target(layout=Path(os.path.abspath(self.base / folder)))
         try:
-            ref = Reference.parse(text)
+            return Target.parse(text, self.base)
         except InvalidReference as e:
             self.fail(line, f"image: {e}")
-        if ref.digest is not None:
-            self.fail(line, f"image {text!r} must not carry a digest; it names the repository to publish to")
-        if ref.tag is not None:
-            self.fail(line, f"image {text!r} must not carry a tag ({ref.tag!r}); tags come from 'tags'")
-        return Target(reference=ref)
+        except UsageError as e:
+            self.fail(line, str(e))
 
     def tags(self, doc: LocatedMap) -> tuple[str, ...]:
         seq = doc["tags"]

@@ -13,6 +13,10 @@ OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+# Layers a registry need not hold (image-spec layer.md, deprecated but still met): the manifest's
+# `urls` point at them. The plain, gzip and zstd variants share this prefix.
+OCI_NONDISTRIBUTABLE_PREFIX = "application/vnd.oci.image.layer.nondistributable.v1.tar"
+OCI_NONDISTRIBUTABLE_GZIP = OCI_NONDISTRIBUTABLE_PREFIX + "+gzip"
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -44,6 +48,12 @@ def is_image_manifest(media_type: str) -> bool:
     """True for a single-image manifest (OCI or Docker schema 2)."""
     return media_type in IMAGE_MANIFESTS
 
+
+
+def is_nondistributable(media_type: str) -> bool:
+    """True for a layer that is not copied between registries: Docker's foreign layers and the
+    OCI non-distributable layer types (plain, gzip, zstd)."""
+    return media_type == DOCKER_FOREIGN_LAYER or media_type.startswith(OCI_NONDISTRIBUTABLE_PREFIX)
 
 
 def format_name(media_type: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from manifesto.errors import InvalidPlatform
 
@@ -212,6 +212,41 @@ class Platform:
         if self.architecture == "arm" and self.variant in ("v5", "v6"):
             return f"armv{self.variant[1]}l"
         return _UNAME.get(self.architecture)
+
+
+def normalized(platform: Platform) -> Platform:
+    """A platform as containerd normalizes it (aarch64 → arm64, x86_64 → amd64, arm → arm/v7),
+    os.version and os.features kept; a spelling that does not normalize is kept as it is
+    (platforms read from documents are not validated)."""
+    try:
+        norm = Platform.normalize_parts(platform.os, platform.architecture, platform.variant)
+    except InvalidPlatform:
+        return platform
+    return replace(platform, os=norm.os, architecture=norm.architecture, variant=norm.variant)
+
+
+def matches(a: Platform, b: Platform) -> bool:
+    """Whether two platforms are the same once normalized: the one rule for "is this image (its
+    config, an index entry) the platform asked for". Platforms fetched from documents come as
+    written, so a config saying linux/aarch64 is linux/arm64 (and arm64/v8) here; os.version
+    is compared only when both give it (Platform.same_as)."""
+    return normalized(a).same_as(normalized(b))
+
+
+class _Placed(Protocol):
+    @property
+    def platform(self) -> Platform | None: ...
+
+
+_P = TypeVar("_P", bound=_Placed)
+
+
+def pick(entries: Iterable[_P], platform: Platform) -> tuple[_P, ...]:
+    """The entries of an index (descriptors, or anything with a `platform`) that are `platform`,
+    in index order: the one rule for picking a child, as containerd matches it (matches();
+    attestations, unknown/unknown, never match a real platform). Callers decide what several
+    matches mean: a base takes the first, as docker does; a build output must hold one."""
+    return tuple(e for e in entries if e.platform is not None and not e.platform.is_unknown and matches(e.platform, platform))
 
 
 def contrast(a: Platform, b: Platform) -> tuple[str, str]:

@@ -7,6 +7,7 @@ reach; build_all calls `builder.cancel()` (never reaching into a builder's runne
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,3 +74,50 @@ def test_an_interrupt_cancels_running_builds_through_the_builder(tmp_path: Path)
     with pytest.raises(KeyboardInterrupt):
         build_all(plan, Options(builder=builder, jobs=2), tmp_path / "work")
     assert builder.cancelled.is_set()
+
+
+def test_native_cancel_interrupts_a_layer_and_the_next_build_runs(tmp_path: Path) -> None:
+    """cancel() stops a native build inside the layer it is writing (a 16 GiB file: minutes to
+    write), within about a second; the same builder then builds again."""
+    from manifesto.builders.native.builder import NativeBuilder
+    from manifesto.errors import BuildError
+    from manifesto.oci.platform import Platform
+
+    big, small = tmp_path / "big", tmp_path / "small"
+    contexts = {big: {"Dockerfile": "FROM scratch\nCOPY big /big\n"}, small: {"Dockerfile": "FROM scratch\nCOPY f /f\n", "f": "f\n"}}
+    for ctx, files in contexts.items():
+        ctx.mkdir()
+        for name, text in files.items():
+            (ctx / name).write_text(text)
+    with open(big / "big", "wb") as f:
+        f.truncate(16 << 30)  # sparse
+
+    def request(ctx: Path, out: str) -> BuildRequest:
+        return BuildRequest(Platform.parse("linux/amd64"), ctx, ctx / "Dockerfile", {}, tmp_path / out)
+
+    builder = NativeBuilder()
+    writing = threading.Event()
+    outcome: list[BaseException] = []
+
+    def on_line(line: str) -> None:
+        if line.startswith("STEP 1/"):
+            writing.set()
+
+    def run() -> None:
+        try:
+            builder.build(request(big, "out-big"), on_line)
+        except BaseException as e:
+            outcome.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert writing.wait(10)
+    time.sleep(0.3)  # well inside the layer
+    started = time.monotonic()
+    builder.cancel()
+    thread.join(5)
+    assert not thread.is_alive() and time.monotonic() - started < 1.5
+    assert len(outcome) == 1 and isinstance(outcome[0], BuildError) and "cancelled" in str(outcome[0])
+    assert not (tmp_path / "out-big").exists()
+    built = builder.build(request(small, "out-small"), lambda line: None)
+    assert built.digest is not None

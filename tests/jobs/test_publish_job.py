@@ -87,7 +87,7 @@ def test_plan_overrides_like_the_command_line(tmp_home, tmp_path: Path) -> None:
     assert manifesto.plan(path, image=f"oci:{tmp_path / 'out'}").target.layout == tmp_path / "out"
     with pytest.raises(manifesto.UsageError, match="needs a directory"):
         manifesto.plan(path, image="oci:")
-    with pytest.raises(manifesto.UsageError, match="give a repository"):
+    with pytest.raises(manifesto.UsageError, match="must not carry a tag"):
         manifesto.plan(path, image="localhost:5000/team/app:1.0")
     with pytest.raises(manifesto.UsageError):
         manifesto.plan(path, tags=["bad tag"])

@@ -328,3 +328,54 @@ def test_plan_and_model_are_pure(module):
             imported.add(node.module.split(".")[0])
     assert imported <= {"__future__", "os", "collections", "dataclasses", "pathlib", "manifesto"}
     assert "open(" not in source and "subprocess" not in source and "httpx" not in source
+
+
+# ---- the builder a step asks for ----------------------------------------------------------------
+
+
+def test_the_plan_reads_no_dockerfile_and_keeps_the_builder_asked_for(spec, tmp_path, monkeypatch):
+    """`auto` is resolved by jobs.builds.choose_builders, not here: the plan does no I/O."""
+    matrix = spec("image: localhost:5000/hello\ntags: [a]\nplatforms: [linux/amd64, linux/arm64]\n")
+    (tmp_path / "Dockerfile").write_text("FROM alpine\nRUN true\n")  # would make `auto` say buildah
+
+    def no_reading(self, *args, **kwargs):
+        raise AssertionError(f"the plan read {self}")
+
+    monkeypatch.setattr(Path, "read_text", no_reading)
+    monkeypatch.setattr(Path, "read_bytes", no_reading)
+    monkeypatch.setattr(Path, "open", no_reading)
+    plan = make_plan(matrix)
+    assert [s.builder for s in plan.build_steps] == ["auto", "auto"]
+    assert plan.builders == ("auto",)
+    assert "  linux/amd64  build  auto " in render(plan)
+
+
+def test_render_shows_the_builders_it_is_given(spec):
+    plan = make_plan(spec("image: localhost:5000/hello\ntags: [a]\nplatforms: [linux/amd64, linux/arm64]\n"))
+    text = render(plan, builders=["native (auto: no instruction needs execution)", "buildah"])
+    amd = next(line for line in text.splitlines() if line.startswith("  linux/amd64"))
+    arm = next(line for line in text.splitlines() if line.startswith("  linux/arm64"))
+    assert "native (auto: no instruction needs execution)" in amd and " buildah " in arm
+    with pytest.raises(ValueError, match="1 builder"):
+        render(plan, builders=["native"])
+
+
+def test_the_matrix_imports_no_builder():
+    """matrix sits below builders (tests/test_layers.py): loading and planning a spec loads no
+    manifesto.builders module, whatever build.builder says."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys, tempfile, pathlib\n"
+        "from manifesto.matrix import load, make_plan\n"
+        "d = pathlib.Path(tempfile.mkdtemp())\n"
+        "(d / 'Dockerfile').write_text('FROM scratch\\n')\n"
+        "(d / 'p.yaml').write_text('image: localhost:5000/x\\ntags: [a]\\nplatforms: [linux/amd64]\\n')\n"
+        "make_plan(load(d / 'p.yaml', env={}))\n"
+        "print(json.dumps(sorted(k for k in sys.modules if k.startswith('manifesto.builders'))))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert json.loads(out.splitlines()[-1]) == []

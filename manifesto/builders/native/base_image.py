@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from manifesto.builders.base import normalized
 from manifesto.errors import ContentError, NotFound, UsageError
 from manifesto.oci.config import ImageConfig
 from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
-from manifesto.oci.platform import Platform
+from manifesto.oci.platform import Platform, matches, pick
 from manifesto.oci.reference import LAYOUT_PREFIX, Reference, split_layout
 from manifesto.store.layout import LayoutStore
 from manifesto.store.protocol import Fetched, Store
@@ -81,8 +80,7 @@ async def _for_platform(
     the image itself when its config says that platform."""
     doc = parse(fetched.raw, fetched.media_type, label)
     if isinstance(doc, ImageIndex):
-        want = normalized(platform)
-        found = [d for d in doc.images() if d.platform is not None and normalized(d.platform).same_as(want)]
+        found = pick(doc.images(), platform)
         if not found:
             has = ", ".join(str(d.platform) for d in doc.images() if d.platform is not None) or "no platforms"
             raise UsageError(f"base image {label} has no {platform} image (it has {has})")
@@ -95,7 +93,7 @@ async def _for_platform(
         raise UsageError(f"base image {label} is not a container image (config {doc.config.media_type})")
     raw = await store.read_blob_bytes(repo, doc.config.digest)
     config = ImageConfig.parse(raw, f"config of base image {label}")
-    if not normalized(config.platform).same_as(normalized(platform)):
+    if not matches(config.platform, platform):
         raise UsageError(
             f"base image {label} is for {config.platform}, not {platform}: "
             "a single-platform base can only build its own platform (use an index, or a base per platform)"

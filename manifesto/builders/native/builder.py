@@ -12,16 +12,19 @@ Design decisions:
 - Base layers are never downloaded to build. The layout holds the new layers, the config and
   the manifest; BuiltImage.base names where the base's blobs are, and copies take them from
   there (store/overlay.py, transfer.py): mounted within one registry, streamed once otherwise.
-- So the base's filesystem is unknown. Every ancestor of a COPY destination (when the base is
-  not scratch), a destination directory without `--chown` (same condition) and every directory
-  this build created earlier are treated as existing directories: no entries are written for
-  them, so the base's modes and owners stay (`COPY x /tmp/` keeps /tmp 1777), and a missing one
-  is created 0755 0:0 by the tar applier, as docker creates it. With `--chown` the destination
-  directory is written with that owner, as docker creates a missing one (an existing one of the
-  base gets that owner and 0755). A destination WITHOUT a trailing slash is a file
-  unless this build created it as a directory (WORKDIR, an earlier COPY): `COPY app
-  /usr/local/bin/` needs its slash to copy into a directory of the base. A WORKDIR's own
-  directory is written (0755, the numeric USER or 0:0), as both buildkit and buildah create it.
+- So the base's filesystem is unknown, and a base's directory must never be rewritten. On a
+  base other than scratch, a COPY/ADD layer holds no entry for a directory the step only
+  implies (its destination, their parents, an archive's missing parents; layer.py): the base's
+  mode and owner stay (`COPY --chown=1000 x /tmp/` keeps /tmp 1777 0:0), and a missing one is
+  made 0755 0:0 by the tar applier (docker would give a missing destination --chown's owner:
+  the one difference, documented). A file copied to a destination WITHOUT a trailing slash
+  goes inside it when the destination is a directory the build knows of — one it made
+  (WORKDIR, an earlier COPY), one of the usual FHS directories every Linux base has
+  (/usr/local/bin, /etc, /opt, ...), or the base config's WorkingDir or a Volume — and is
+  written at that path otherwise, docker's documented rule for a destination that does not
+  exist (base_directories). On scratch every implied directory is written (0755, the step's
+  owner). A WORKDIR's own directory is written (0755, the numeric USER or 0:0), as both
+  buildkit and buildah create it.
 - The config is the base's config document with `config` replaced by what the Dockerfile made
   of it, `history` and `rootfs.diff_ids` appended, `created` (SOURCE_DATE_EPOCH or now),
   `author` (MAINTAINER) and the platform's os/architecture/variant set; every other field is
@@ -31,7 +34,10 @@ Design decisions:
   their media types converted when the base is in the other format (same bytes).
 - The Builder protocol is synchronous: build() is the documented sync wrapper that runs the
   async core with asyncio.run (in a thread of its own when the caller already runs a loop).
-  cancel() stops running builds between steps and cancels their tasks.
+  cancel() sets each running build's own flag (checked between steps, and by the layer writer
+  per entry and per chunk) and cancels its tasks; a build started afterwards runs as usual.
+- Layers are written into a temporary directory inside the output layout and renamed into
+  blobs/sha256 once complete, so a crash never leaves a partial file among the blobs.
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import posixpath
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -61,7 +69,7 @@ from manifesto.builders.native import base_image
 from manifesto.builders.native.context import Context
 from manifesto.builders.native.instructions import interpret, read_base
 from manifesto.builders.native.layer import Layer, write_dirs_layer, write_layer
-from manifesto.builders.native.steps import ConfigStep, CopyStep
+from manifesto.builders.native.steps import ConfigStep, CopyStep, Recipe
 from manifesto.errors import BuildError, ContentError, ManifestoError, UsageError
 from manifesto.fileio import write_atomic
 from manifesto.log import get_logger
@@ -74,8 +82,9 @@ from manifesto.store.registry.pool import Registries
 
 log = get_logger("manifesto.builders")
 
+TMP_PREFIX = ".tmp-"  # a directory in the output layout: layers being written, renamed into blobs/sha256 when done
 HISTORY_COMMENT = "buildkit.dockerfile.v0"  # what docker records on each Dockerfile step's history entry
-OCI_NONDISTRIBUTABLE = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+OCI_NONDISTRIBUTABLE = mediatype.OCI_NONDISTRIBUTABLE_GZIP
 # A base layer's media type in the other format (same bytes); absent: no equivalent there.
 _TO_DOCKER = {
     mediatype.OCI_LAYER_GZIP: mediatype.DOCKER_LAYER,
@@ -102,6 +111,28 @@ class Types:
         if fmt == "docker":
             return cls(mediatype.DOCKER_MANIFEST, mediatype.DOCKER_CONFIG, mediatype.DOCKER_LAYER)
         return cls(mediatype.OCI_MANIFEST, mediatype.OCI_CONFIG, mediatype.OCI_LAYER_GZIP)
+
+
+# Directories every Linux base image has (the FHS): a file copied to one of them without a
+# trailing "/" goes inside it, as docker would do on any real base.
+USUAL_DIRECTORIES = frozenset(
+    "/ /bin /etc /home /lib /opt /root /run /sbin /srv /tmp /usr /usr/bin /usr/lib /usr/local "
+    "/usr/local/bin /usr/local/lib /usr/local/sbin /usr/local/share /usr/sbin /usr/share /var "
+    "/var/lib /var/log /var/tmp".split()
+)
+
+
+def base_directories(config: dict[str, Any]) -> set[str]:
+    """Directories a base is known to have without unpacking it: the usual ones, its WorkingDir
+    and Volumes, and their parents (COPY f /usr/local/bin copies INTO it, as docker does there)."""
+    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
+    named = [inner.get("WorkingDir") or "/", *(inner.get("Volumes") or {})]
+    known = set(USUAL_DIRECTORIES)
+    for path in named:
+        if isinstance(path, str) and path.startswith("/"):
+            path = posixpath.normpath(path)
+            known.update([*parents(path), path])
+    return known
 
 
 def rfc3339(seconds: int) -> str:
@@ -136,8 +167,7 @@ class NativeBuilder:
     def __init__(self, runner: object = None, *, clock: Callable[[], float] = time.time):
         self.clock = clock  # `now` for history and config times without SOURCE_DATE_EPOCH
         self._lock = threading.Lock()
-        self._cancelled = threading.Event()
-        self._running: set[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = set()
+        self._running: set[_Run] = set()
 
     def __repr__(self) -> str:
         return "NativeBuilder()"
@@ -152,12 +182,16 @@ class NativeBuilder:
         return []
 
     def cancel(self) -> None:
-        """Stop every running build between steps (and cancel its tasks); later builds stop at once."""
-        self._cancelled.set()
+        """Stop every running build: between steps, inside a layer being written (within one
+        file or one chunk), and its tasks. Builds started later run as usual."""
         with self._lock:
             running = list(self._running)
-        for loop, task in running:
-            loop.call_soon_threadsafe(task.cancel)
+        for run in running:
+            run.stop.set()
+            with self._lock:
+                task = run.task
+            if task is not None and run.loop is not None:
+                run.loop.call_soon_threadsafe(task.cancel)
 
     def build(self, request: BuildRequest, on_line: Callable[[str], None]) -> BuiltImage:
         """Build `request` (sync wrapper): the async core runs under asyncio.run, in a thread of
@@ -185,38 +219,29 @@ class NativeBuilder:
     # ---- the build ---------------------------------------------------------------------------
 
     def _run(self, request: BuildRequest, on_line: Callable[[str], None]) -> BuiltImage:
-        if self._cancelled.is_set():
-            raise BuildError(f"{request.platform}: build cancelled")
         request = validate_request(request)
         existed = request.output.exists()
-        try:
-            return asyncio.run(self._guarded(request, on_line))
-        except asyncio.CancelledError:
-            self._remove(request.output, existed)
-            raise BuildError(f"{request.platform}: build cancelled") from None
-        except BaseException:
-            self._remove(request.output, existed)
-            raise
-
-    async def _guarded(self, request: BuildRequest, on_line: Callable[[str], None]) -> BuiltImage:
-        task = asyncio.current_task()
-        assert task is not None
-        key = (asyncio.get_running_loop(), task)
+        run = _Run()
         with self._lock:
-            self._running.add(key)
+            self._running.add(run)
         try:
-            if self._cancelled.is_set():
-                raise asyncio.CancelledError()
-            return await self._build(request, on_line)
+            return asyncio.run(self._guarded(run, request, on_line))
+        except BaseException as e:
+            self._remove(request.output, existed)
+            if run.stop.is_set() and isinstance(e, (asyncio.CancelledError, BuildError)):
+                raise BuildError(f"{request.platform}: build cancelled") from None
+            raise
         finally:
             with self._lock:
-                self._running.discard(key)
+                self._running.discard(run)
 
-    def _step_done(self) -> None:
-        if self._cancelled.is_set():
-            raise asyncio.CancelledError()
+    async def _guarded(self, run: _Run, request: BuildRequest, on_line: Callable[[str], None]) -> BuiltImage:
+        with self._lock:
+            run.loop, run.task = asyncio.get_running_loop(), asyncio.current_task()
+        _step_done(run.stop)  # a cancel() before the task was known
+        return await self._build(request, on_line, run.stop)
 
-    async def _build(self, request: BuildRequest, on_line: Callable[[str], None]) -> BuiltImage:
+    async def _build(self, request: BuildRequest, on_line: Callable[[str], None], stop: threading.Event) -> BuiltImage:
         fmt = requested_format(request)
         if request.target:
             raise UsageError(f"--target {request.target}: the native builder builds the one stage of a Dockerfile")
@@ -235,39 +260,19 @@ class NativeBuilder:
         on_line(f"FROM {image.label}" + (f"@{image.digest}" if image.digest else ""))
         base_config = image.config or {}
         recipe = interpret(text, file, args, platform, base_config.get("config"))
-        self._step_done()
+        _step_done(stop)
 
         epoch = request.source_date_epoch
         now = epoch if epoch is not None else int(self.clock())
         created = rfc3339(now)
         store = LayoutStore(request.output, create=True)
         blobs = store.blob_path(Digest.of(b"")).parent
-        context = Context.load(request.context, request.dockerfile)
-        made: set[str] = set()  # directories this build created
-        history: list[dict[str, Any]] = []
-        layers: list[Layer] = []
-        for n, step in enumerate(recipe.steps, 1):
-            on_line(f"STEP {n}/{len(recipe.steps)}: {step.created_by}")
-            entry: dict[str, Any] = {"created": created, "created_by": step.created_by, "comment": HISTORY_COMMENT}
-            if isinstance(step, CopyStep):
-                known = made | (set() if image.is_scratch else set(parents(step.dest)))
-                if not image.is_scratch and step.chown is None and _makes_directory(context, step, made):
-                    known.add("/" + step.dest.strip("/"))  # perhaps the base's (/tmp): left as the base has it
-                layers.append(await asyncio.to_thread(write_layer, context, step, blobs, epoch, existing_dirs=known))
-                made.update(parents(step.dest))
-                if _makes_directory(context, step, made):
-                    made.add("/" + step.dest.strip("/"))
-            elif isinstance(step, ConfigStep) and step.mkdir:
-                known = made | (set() if image.is_scratch else set(parents(step.mkdir)))
-                layer = await asyncio.to_thread(
-                    write_dirs_layer, step.mkdir, step.owner, blobs, now, where=step.where, existing_dirs=known
-                )
-                layers.append(layer)
-                made.update([*parents(step.mkdir), step.mkdir])
-            else:
-                entry["empty_layer"] = True
-            history.append(entry)
-            self._step_done()
+        # Beside blobs/, so a crash leaves nothing half-written in it; same filesystem, for the rename.
+        tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=request.output))
+        try:
+            layers, history = await self._steps(recipe, request, image, blobs, tmp, created, now, stop, on_line)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
         config = _config(base_config, recipe.config or {}, request, created, history, layers, recipe.author)
         config_raw = canonical.dumps(config)
@@ -291,6 +296,54 @@ class NativeBuilder:
         log.info("build_done", builder=self.name, platform=str(platform), digest=str(built.digest))
         on_line(f"wrote {built.digest} ({len(base_layers)} base layer(s) + {len(layers)} new)")
         return replace(built, base=image.origin if base_layers else None)
+
+    async def _steps(
+        self,
+        recipe: Recipe,
+        request: BuildRequest,
+        image: base_image.BaseImage,
+        blobs: Path,
+        tmp: Path,
+        created: str,
+        now: int,
+        stop: threading.Event,
+        on_line: Callable[[str], None],
+    ) -> tuple[list[Layer], list[dict[str, Any]]]:
+        """Carry out the steps: one layer per COPY/ADD and per WORKDIR that makes a directory, one
+        history entry per step."""
+        epoch = request.source_date_epoch
+        context = Context.load(request.context, request.dockerfile)
+        made: set[str] = set() if image.is_scratch else base_directories(image.config or {})  # and the base's, known
+        history: list[dict[str, Any]] = []
+        layers: list[Layer] = []
+        for n, step in enumerate(recipe.steps, 1):
+            on_line(f"STEP {n}/{len(recipe.steps)}: {step.created_by}")
+            entry: dict[str, Any] = {"created": created, "created_by": step.created_by, "comment": HISTORY_COMMENT}
+            if isinstance(step, CopyStep):
+                layer = await asyncio.to_thread(
+                    write_layer, context, step, blobs, epoch, existing_dirs=made, base_unknown=not image.is_scratch,
+                    tmp_dir=tmp, stop=stop,
+                )  # fmt: skip
+                layers.append(layer)
+                dest = "/" + step.dest.strip("/")
+                made.update(parents(dest))
+                if layer.into_dir:
+                    made.add(dest)
+                else:
+                    made.discard(dest)  # a file now, whatever was there
+            elif isinstance(step, ConfigStep) and step.mkdir:
+                known = made | (set() if image.is_scratch else set(parents(step.mkdir)))
+                layer = await asyncio.to_thread(
+                    write_dirs_layer, step.mkdir, step.owner, blobs, now, where=step.where, existing_dirs=known,
+                    tmp_dir=tmp,
+                )
+                layers.append(layer)
+                made.update([*parents(step.mkdir), step.mkdir])
+            else:
+                entry["empty_layer"] = True
+            history.append(entry)
+            _step_done(stop)
+        return layers, history
 
     @staticmethod
     def _remove(output: Path, existed: bool) -> None:
@@ -337,13 +390,18 @@ def _config(
     return doc
 
 
-def _makes_directory(context: Context, step: CopyStep, made: set[str]) -> bool:
-    """True when a COPY/ADD leaves its destination a directory: a trailing "/", a directory
-    created earlier, several sources or a directory source (its contents copied into dest)."""
-    dest = "/" + step.dest.strip("/")
-    if step.dest.endswith("/") or dest in made or len(step.sources) > 1:
-        return True
-    return any(s.is_dir for s in context.sources(step))
+class _Run:
+    """One running build: the flag cancel() sets, and its event loop and task once known."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task[Any] | None = None
+
+
+def _step_done(stop: threading.Event) -> None:
+    if stop.is_set():
+        raise asyncio.CancelledError()
 
 
 def _display_name(dockerfile: Path, context: Path) -> str:

@@ -105,14 +105,22 @@ def needs_execution(text: str, file: str) -> Unsupported | None:
     """The first instruction the native builder refuses whatever the base and args, or None.
 
     A cheap static check for `builder: auto`: RUN, a second FROM, COPY --from, ADD of a URL,
-    --chown by name, and what the native builder does not implement. Refusals that depend on
-    the base (ONBUILD triggers, WORKDIR under a USER name) are found by interpret().
+    --chown by name, a WORKDIR after a USER name, and what the native builder does not
+    implement. Refusals that depend on the base or the context (ONBUILD triggers, a USER name
+    the base sets, ...) are found by interpret() and the builder: jobs.builds then falls back.
     """
     src = parse(text, file)
+    user = ""  # the last literal USER (one with a variable is left to interpret())
     for cmd in src.stages[0][1]:
         refusal = _refusal(cmd)
         if refusal:
             return Unsupported(where_of(src, cmd), *refusal)
+        name = cmd.cmd.upper()
+        if name == "USER" and cmd.value:
+            user = "" if "$" in cmd.value[0] else cmd.value[0]
+        elif name == "WORKDIR" and user and _numeric_owner(user) is None and cmd.value and cmd.value[0] != "/":
+            reason = f"WORKDIR creates {cmd.value[0]} owned by USER {user}: only the image's /etc/passwd resolves that name"
+            return Unsupported(where_of(src, cmd), reason)
     if len(src.stages) > 1:
         return Unsupported(where_of(src, src.stages[1][0]), MULTI_STAGE)
     return None

@@ -7,7 +7,9 @@ names, no xattrs, modes as in the context (`--chmod` applied to files and direct
 kept as symlinks, files hard-linked to each other in the context kept as hard links (the first in
 sorted order carries the content), mtimes clamped to SOURCE_DATE_EPOCH when given. Directories
 the step creates (the destination and its parents) get mode 0755 and the step's owner, as docker
-creates them; their mtime is the epoch, or without one the newest mtime in the layer. The tar is
+creates them; their mtime is the epoch, or without one the newest mtime in the layer. Over a
+base nobody has unpacked they get no entry at all (`base_unknown`): one of them may be the
+base's (/tmp 1777), which the layer must not rewrite. The tar is
 POSIX pax (ustar headers, a pax record only for what ustar cannot hold, such as a long path),
 so its bytes depend on nothing else; the mode field holds permission bits only, as POSIX says
 (Go's tar writers, docker's and buildah's, also put the file-type bits there). The gzip stream
@@ -28,16 +30,18 @@ import stat
 import struct
 import tarfile
 import tempfile
+import threading
 import zlib
 from collections.abc import Callable, Collection
 from contextlib import ExitStack
+from functools import partial
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
 from manifesto.builders.native.context import Context, Source
 from manifesto.builders.native.steps import CopyStep
-from manifesto.errors import UsageError
+from manifesto.errors import BuildError, UsageError
 from manifesto.oci import mediatype
 from manifesto.oci.digest import Digest
 
@@ -57,9 +61,10 @@ class Layer:
     size: int
     path: Path
     media_type: str = mediatype.OCI_LAYER_GZIP
+    into_dir: bool = False  # the step's destination is a directory once the layer is applied
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One tar entry to write: its image path (no leading "/") and header facts; `content` opens
     a regular file's bytes; `link_key` groups entries that are hard links to one file."""
@@ -82,8 +87,9 @@ class _Sink:
     """A write-only file for tarfile: hashes the tar, deflates it into a gzip member, hashes
     that and writes it out, all as the bytes pass."""
 
-    def __init__(self, out: IO[bytes]):
+    def __init__(self, out: IO[bytes], stop: threading.Event | None = None):
         self._out = out
+        self._stop = stop
         self._tar_sha = hashlib.sha256()
         self._gz_sha = hashlib.sha256()
         self._deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
@@ -99,6 +105,7 @@ class _Sink:
             self.size += len(data)
 
     def write(self, data: bytes) -> int:
+        _check(self._stop)
         self._tar_sha.update(data)
         self._crc = zlib.crc32(data, self._crc)
         self._tar_size += len(data)
@@ -122,20 +129,33 @@ def write_layer(
     epoch: int | None,
     *,
     existing_dirs: Collection[str] = (),
+    base_unknown: bool = False,
+    tmp_dir: Path | None = None,
+    stop: threading.Event | None = None,
 ) -> Layer:
     """Write the layer of one COPY/ADD into `out_dir` and return it.
 
     `epoch` is SOURCE_DATE_EPOCH (mtimes clamped to it), or None. `existing_dirs` are absolute
     image paths already directories below this layer (from the base or earlier steps, when the
     builder knows them): a file copied to such a path goes inside it, as docker does, and the
-    layer leaves their mode and owner alone. Raise UsageError naming the step's `file:line`.
+    layer leaves their mode and owner alone. `base_unknown` says the layers below hold a
+    filesystem nobody has looked at (a base image's): then the layer holds no entry for a
+    directory the step only implies (the destination, its parents, an archive's missing
+    parents), so whatever the base has there keeps its mode and owner. A file copied to a
+    destination without a trailing "/" that is not in `existing_dirs` is written AT that path,
+    docker's documented rule for a destination that does not exist. Temporary files go to `tmp_dir` (default `out_dir`), on the
+    same filesystem as `out_dir`; the finished layer is renamed into `out_dir`. Setting `stop`
+    interrupts the write (BuildError) within one entry or one chunk. Raise UsageError naming
+    the step's `file:line`.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tmp_dir) if tmp_dir is not None else out_dir
+    tmp.mkdir(parents=True, exist_ok=True)
     existing = {posixpath.normpath(d).strip("/") for d in existing_dirs}
     with ExitStack() as stack:
-        entries = _plan(context, step, epoch, existing, out_dir, stack)
-        return _write(entries, out_dir, step.where)
+        entries, into_dir = _plan(context, step, epoch, existing, tmp, stack, base_unknown=base_unknown)
+        return replace(_write(entries, out_dir, step.where, tmp, stop), into_dir=into_dir)
 
 
 def write_dirs_layer(
@@ -146,6 +166,7 @@ def write_dirs_layer(
     *,
     where: object = "",
     existing_dirs: Collection[str] = (),
+    tmp_dir: Path | None = None,
 ) -> Layer:
     """Write a layer holding only the directory `path` and its parents, into `out_dir`.
 
@@ -163,20 +184,31 @@ def write_dirs_layer(
     uid, gid = owner or (0, 0)
     wanted = [*_parents(target), target] if target else []
     entries = [Entry(d, tarfile.DIRTYPE, _DIR_MODE, uid, gid, mtime) for d in wanted if d not in existing]
-    return _write(sorted(entries, key=lambda e: e.path.encode()), out_dir, where)
+    tmp = Path(tmp_dir) if tmp_dir is not None else out_dir
+    tmp.mkdir(parents=True, exist_ok=True)
+    return replace(_write(sorted(entries, key=lambda e: e.path.encode()), out_dir, where, tmp), into_dir=True)
 
 
-def _write(entries: list[Entry], out_dir: Path, where: object) -> Layer:
-    """Stream `entries` as a tar through gzip and both hashes into `<digest hex>` in `out_dir`."""
-    fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=".layer-", suffix=".tmp")
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise BuildError("layer write cancelled")
+
+
+def _write(entries: list[Entry], out_dir: Path, where: object, tmp_dir: Path, stop: threading.Event | None = None) -> Layer:
+    """Stream `entries` as a tar through gzip and both hashes into a temporary file in
+    `tmp_dir`, renamed to `<digest hex>` in `out_dir` once complete (so `out_dir`, a layout's
+    blobs/sha256, never holds a partial or misnamed file, even after a crash)."""
+    fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=".layer-", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
-            sink = _Sink(fh)
+            sink = _Sink(fh, stop)
             tar = tarfile.TarFile(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT, copybufsize=_CHUNK)  # type: ignore[arg-type]
             with tar:
                 for entry in entries:
+                    _check(stop)
                     _add(tar, entry, where)
+                    tar.members.clear()  # TarFile keeps every header it wrote; nothing here reads them
             digest, diff_id = sink.finish()
         final = out_dir / digest.hex
         os.replace(tmp, final)
@@ -205,13 +237,22 @@ def _add(tar: tarfile.TarFile, e: Entry, where: object) -> None:
 
 
 def _plan(
-    context: Context, step: CopyStep, epoch: int | None, existing: set[str], scratch: Path, stack: ExitStack
-) -> list[Entry]:
-    """Every entry of the layer, sorted, hard links resolved, implied directories added."""
+    context: Context,
+    step: CopyStep,
+    epoch: int | None,
+    existing: set[str],
+    scratch: Path,
+    stack: ExitStack,
+    *,
+    base_unknown: bool = False,
+) -> tuple[list[Entry], bool]:
+    """Every entry of the layer, sorted, hard links resolved, implied directories added (unless
+    `base_unknown`); and whether the destination is a directory after the step."""
     sources = context.sources(step)
     uid, gid = step.chown or (0, 0)
     dest = posixpath.normpath("/" + step.dest).strip("/")
     dest_is_dir = step.dest.endswith("/") or step.dest.endswith("/.") or not dest or dest in existing
+    into_dir = dest_is_dir
     made_dirs: set[str] = set()  # directories the step creates itself: mode 0755, its owner
     root_dirs: set[str] = set()  # directories an archive implies: mode 0755, owner 0:0
     entries: dict[str, Entry] = {}
@@ -225,12 +266,14 @@ def _plan(
 
     for src in sources:
         if src.is_dir:
+            into_dir = True
             made_dirs.add(dest)
             for rel, target, st in _walk(context, src.rel, dest):
                 put(_from_stat(context, rel, target, st, step, uid, gid, clamp))
             continue
         archive = _open_archive(context, src, scratch, stack) if step.add else None
         if archive is not None:
+            into_dir = True
             made_dirs.add(dest)
             for entry in _archive_entries(archive, dest, step, clamp, root_dirs):
                 put(entry)
@@ -252,11 +295,13 @@ def _plan(
             continue
         have = entries.get(path)
         if have is None:
+            if base_unknown:
+                continue  # perhaps the base's (/tmp): left as it is there, or made 0755 0:0 by the applier
             owner = (0, 0) if path in root_dirs else (uid, gid)
             entries[path] = Entry(path, tarfile.DIRTYPE, _DIR_MODE, *owner, dir_mtime)
         elif have.kind != tarfile.DIRTYPE:
             raise UsageError(f"{step.where}: cannot copy into /{path}: the step also writes it as a file")
-    return _link_hard(sorted(entries.values(), key=lambda e: e.path.encode()))
+    return _link_hard(sorted(entries.values(), key=lambda e: e.path.encode())), into_dir
 
 
 def _parents(path: str) -> list[str]:
@@ -308,12 +353,11 @@ def _from_stat(context: Context, rel: str, target: str, st: os.stat_result, step
     if fmt == stat.S_IFLNK:
         return Entry(target, tarfile.SYMTYPE, mode, linkname=os.readlink(context.path(rel)), **common)
     if fmt == stat.S_IFREG:
-        path = context.path(rel)
         key = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
         return Entry(
             target, tarfile.REGTYPE, step.chmod if step.chmod is not None else mode, size=st.st_size,
-            content=lambda: open(path, "rb"), link_key=key, **common,
-        )
+            content=partial(open, os.fspath(context.path(rel)), "rb"), link_key=key, **common,
+        )  # a partial of a str, not a closure over a Path: one Entry per file stays small
     kinds = {stat.S_IFIFO: tarfile.FIFOTYPE, stat.S_IFCHR: tarfile.CHRTYPE, stat.S_IFBLK: tarfile.BLKTYPE}
     if fmt in kinds:
         major, minor = (os.major(st.st_rdev), os.minor(st.st_rdev)) if fmt != stat.S_IFIFO else (0, 0)
