@@ -8,12 +8,17 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from manifesto.oci import mediatype
 from tests.builders.test_native_builder import ARCH, TWO, _no_tools_path, _push_base, _write
-from tests.builders.test_native_builder import state as state  # the fixture
 from tests.publish.conftest import State
 from tests.support import ArchImage, Registry, inspect_raw, require
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> State:
+    return State.make(tmp_path / "state")
 
 
 def _project(root: Path, registry: Registry, repo: str, fmt: str) -> Path:
