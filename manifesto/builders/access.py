@@ -101,12 +101,20 @@ def registry_access(
 
 
 def pulled_registries(request: BuildRequest, builtins: Mapping[str, str]) -> tuple[str, ...]:
-    """The registries `request`'s Dockerfile pulls images from (see base_registries)."""
+    """The registries `request` talks to: those its Dockerfile pulls images from (see
+    base_registries) and those of its registry cache (`cache_from`, `cache_to`)."""
     try:
         text = request.dockerfile.read_text(errors="replace")
     except OSError:
-        return ()  # the build itself reports a missing Dockerfile
-    return base_registries(text, request.args, builtins, str(request.dockerfile))
+        text = None  # the build itself reports a missing Dockerfile
+    hosts = set(base_registries(text, request.args, builtins, str(request.dockerfile)) if text is not None else ())
+    for repo in (request.cache_from, request.cache_to):
+        if repo:
+            try:
+                hosts.add(Reference.parse(repo).registry)
+            except InvalidReference:
+                continue  # the build itself reports it
+    return tuple(sorted(hosts))
 
 
 def plain_http_hosts(request: BuildRequest, hosts: tuple[str, ...]) -> tuple[str, ...]:

@@ -56,6 +56,11 @@ class BuildRequest:
     # Pull bases from every registry without TLS verification (the run's --insecure); loopback
     # registries are reached over plain HTTP either way, as manifesto's own client does.
     insecure: bool = False
+    # Build every step again (no cached layer is used); buildah and podman cache them otherwise.
+    no_cache: bool = False
+    # Registry repositories (no tag) buildah/podman read cached layers from and push them to.
+    cache_from: str | None = None
+    cache_to: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,20 @@
 """Build with buildah: `buildah build --platform ...` straight into an OCI image layout.
 
-Made to work unprivileged-container style on a plain host as root: a private storage root per
-manifesto cache (never the system's /var/lib/containers), the vfs storage driver (overlay fails
+Made to work unprivileged-container style on a plain host as root: private storage roots in
+manifesto's cache (never the system's /var/lib/containers), the vfs storage driver (overlay fails
 inside many containers and on some filesystems; vfs works everywhere, at the cost of disk for
 large images) and chroot isolation (no runc/crun or cgroups needed).
 
-One process per platform: `-t oci:DIR:TAG` commits the image into the layout, so nothing is left
-in local storage to push or remove. The oci: transport can only hold OCI manifests (it converts
-anything else), so a Docker-format build (`media_format="docker"`) commits to a private `dir:`
-directory instead and its bytes are copied into the layout under the tag. (With --timestamp,
+Builds cache their layers (`--layers`) in a persistent store per platform (cache.py: one store
+would hand one platform's cached layers to another), under that store's lock; `no_cache`
+rebuilds every step (`--no-cache`), and `cache_from`/`cache_to` name registry repositories
+buildah reads cached layers from and pushes them to (`--cache-from`, `--cache-to`).
+
+Each platform is built into its store under a fixed local name (kept there: the last step's
+image is the cache of that step), then `push`ed into the layout as `oci:DIR:TAG`. The oci:
+transport can only hold OCI manifests (it converts anything else), so a Docker-format build
+(`media_format="docker"`) is pushed to a private `dir:` directory instead and its bytes are
+copied into the layout under the tag. (With --timestamp,
 buildah 1.28 still writes a random container ID and hostname into a Docker config; those two
 fields are made fixed first, so Docker-format builds are reproducible too.)
 
@@ -47,6 +53,7 @@ from manifesto.builders.base import (
     requested_format,
     validate_request,
 )
+from manifesto.builders.cache import cache_home, platform_dir, store_lock
 from manifesto.builders.runner import Runner, apt_package, missing_tool_message
 from manifesto.errors import (
     BuildError,
@@ -65,6 +72,9 @@ from manifesto.store.layout import LayoutStore
 
 log = get_logger("manifesto.builders")
 
+# The local name every build commits to in its store; builds in one store run one at a time.
+LOCAL_IMAGE = "localhost/manifesto-build:latest"
+
 _UNCONSUMED = re.compile(r"^\[Warning\] one or more build args were not consumed: \[(?P<names>[^\]]*)\]\s*$")
 
 
@@ -75,8 +85,7 @@ def own_args(platform: Platform) -> dict[str, str]:
 
 def default_storage(tool: str) -> Path:
     """`$XDG_CACHE_HOME/manifesto/<tool>` (or ~/.cache/manifesto/<tool>)."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "manifesto" / tool
+    return cache_home() / tool
 
 
 class BuildahBuilder:
@@ -121,12 +130,21 @@ class BuildahBuilder:
         """Where the tool keeps run-time state (locks, mount points) for our storage."""
         return self.storage_root / "run"
 
-    def global_args(self) -> list[str]:
-        root = self.storage_root
-        return ["--root", str(root / "root"), "--runroot", str(self.runroot), "--storage-driver", self.storage_driver]
+    def store(self, platform: Platform | None = None) -> Path:
+        """The layer store of builds for `platform` (cache.py); None: the one `check` opens."""
+        return self.storage_root if platform is None else self.storage_root / platform_dir(platform)
 
-    def command(self, *args: str) -> list[str]:
-        return [self.executable, *self.global_args(), *args]
+    def runroot_of(self, store: Path) -> Path:
+        """The runroot of the store at `store`."""
+        return self.runroot if store == self.storage_root else store / "run"
+
+    def global_args(self, platform: Platform | None = None) -> list[str]:
+        store = self.store(platform)
+        runroot = self.runroot_of(store)
+        return ["--root", str(store / "root"), "--runroot", str(runroot), "--storage-driver", self.storage_driver]
+
+    def command(self, *args: str, platform: Platform | None = None) -> list[str]:
+        return [self.executable, *self.global_args(platform), *args]
 
     def build_args(
         self, request: BuildRequest, destination: str | None = None, authfile: Path | None = None
@@ -140,8 +158,15 @@ class BuildahBuilder:
             "--platform", str(request.platform),
             "--format", requested_format(request),
             "--disable-compression=false",  # gzip layers, as a push would
+            "--layers",
             "-f", str(request.dockerfile),
         ]  # fmt: skip
+        if request.no_cache:
+            args.append("--no-cache")
+        if request.cache_from:
+            args += ["--cache-from", request.cache_from]
+        if request.cache_to:
+            args += ["--cache-to", request.cache_to]
         if authfile is not None:
             args += ["--authfile", str(authfile)]
         if request.source_date_epoch is not None:
@@ -229,17 +254,21 @@ class BuildahBuilder:
         lines = trim_unconsumed_warning(on_line, self.implicit_args(request))
         existed = request.output.exists()
         try:
-            with registry_access(request, own_args(request.platform), self.credentials) as access:
+            with (
+                store_lock(self.store(request.platform)),
+                registry_access(request, own_args(request.platform), self.credentials) as access,
+            ):
                 if access.insecure_hosts:
                     log.info("registries_without_tls", builder=self.name, hosts=list(access.insecure_hosts))
+                argv = self.command(*self.build_args(request, LOCAL_IMAGE, access.authfile), platform=request.platform)
+                self.runner.run(argv, on_line=lines, label=label, env=access.env)
                 if fmt == "oci":
                     store = LayoutStore(request.output, create=True)
                     # containers/image rewrites index.json without a lock: one writer per layout at a time.
                     with store.lock():
-                        argv = self.command(*self.build_args(request, authfile=access.authfile))
-                        self.runner.run(argv, on_line=lines, label=label, env=access.env)
+                        self._push(request, f"{LAYOUT_PREFIX}{request.output}:{request.tag}", lines, label, access)
                 else:
-                    self._build_via_dir(request, lines, label, access)
+                    self._push_via_dir(request, lines, label, access)
         except BaseException:
             if not existed:
                 _remove_if_untagged(request.output)
@@ -253,15 +282,29 @@ class BuildahBuilder:
         log.info("build_done", builder=self.name, platform=label, digest=str(built.digest))
         return built
 
-    def _build_via_dir(self, request: BuildRequest, on_line: Callable[[str], None], label: str, access: Access) -> None:
-        """Commit to a private `dir:` directory (which keeps a Docker manifest as it is), then
+    def push_args(self, destination: str, authfile: Path) -> list[str]:
+        """The `push` arguments: the built image to `destination`, layers gzip-compressed.
+
+        The auth file is passed although nothing is sent to a registry: without one, a
+        DOCKER_CONFIG holding no config.json fails the push ("checking authfile").
+        """
+        compress = ["--compression-format", "gzip"]
+        return ["push", "--quiet", "--authfile", str(authfile), *compress, LOCAL_IMAGE, destination]
+
+    def _push(
+        self, request: BuildRequest, destination: str, on_line: Callable[[str], None], label: str, access: Access
+    ) -> None:
+        argv = self.command(*self.push_args(destination, access.authfile), platform=request.platform)
+        self.runner.run(argv, on_line=on_line, label=label, env=access.env)
+
+    def _push_via_dir(self, request: BuildRequest, on_line: Callable[[str], None], label: str, access: Access) -> None:
+        """Push to a private `dir:` directory (which keeps a Docker manifest as it is), then
         copy the image into the layout under request.tag (see copy_dir_image)."""
         request.output.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".manifesto-{self.tool}-", dir=request.output.parent))
         try:
             image = tmp / "image"
-            argv = self.command(*self.build_args(request, f"dir:{image}", access.authfile))
-            self.runner.run(argv, on_line=on_line, label=label, env=access.env)
+            self._push(request, f"dir:{image}", on_line, label, access)
             copy_dir_image(
                 image,
                 LayoutStore(request.output, create=True),

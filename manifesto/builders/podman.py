@@ -1,10 +1,9 @@
 """Build with podman: BuildahBuilder's flow (podman build embeds buildah) with podman's flags.
 
 Differences from buildah that matter here: podman keeps libpod state in a tmpdir (pointed into
-our private storage so nothing lands in /run/libpod), caches intermediate layers by default
-(turned off: each platform is built once, straight into the layout, and nothing is kept in local
-storage), and refuses a --runroot longer than 50 characters (then a short one in the temp dir
-is used).
+our private storage so nothing lands in /run/libpod), and refuses a --runroot longer than 50
+characters (then a short one in the temp dir is used). Layer caching (`--layers`, podman's
+default too) works as in buildah: one persistent store per platform.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ import hashlib
 import tempfile
 from pathlib import Path
 
-from manifesto.builders.base import BuildRequest
 from manifesto.builders.buildah import BuildahBuilder
+from manifesto.oci.platform import Platform
 
 MAX_RUNROOT = 50  # podman 4.3 refuses a longer --runroot ("longer than 50 characters")
 
@@ -32,16 +31,24 @@ class PodmanBuilder(BuildahBuilder):
         The fallback name is derived from the storage path, so one storage keeps one runroot.
         """
         inside = super().runroot
-        if len(str(inside)) <= MAX_RUNROOT:
+        return inside if len(str(inside)) <= MAX_RUNROOT else self._short()
+
+    def runroot_of(self, store: Path) -> Path:
+        """A platform store's runroot: inside it when short enough, else in the temp dir."""
+        inside = super().runroot_of(store)
+        if len(str(inside)) <= MAX_RUNROOT or store == self.storage_root:
             return inside
-        key = hashlib.sha256(str(self.storage_root.resolve()).encode()).hexdigest()[:12]
+        return self._short() / store.name
+
+    def _short(self) -> Path:
+        key = hashlib.sha256(str(self.storage_root.resolve()).encode()).hexdigest()[:8]
         return Path(tempfile.gettempdir()) / f"manifesto-podman-{key}"
 
-    def global_args(self) -> list[str]:
-        return [*super().global_args(), "--tmpdir", str(self.storage_root / "tmp"), "--events-backend", "file"]
+    def push_args(self, destination: str, authfile: Path) -> list[str]:
+        """podman compresses for a `dir:` destination only when asked (`--compress`)."""
+        args = super().push_args(destination, authfile)
+        return [args[0], "--compress", *args[1:]] if destination.startswith("dir:") else args
 
-    def build_args(
-        self, request: BuildRequest, destination: str | None = None, authfile: Path | None = None
-    ) -> list[str]:
-        args = super().build_args(request, destination, authfile)
-        return [args[0], "--layers=false", *args[1:]]
+    def global_args(self, platform: Platform | None = None) -> list[str]:
+        tmpdir = self.storage_root / "tmp"
+        return [*super().global_args(platform), "--tmpdir", str(tmpdir), "--events-backend", "file"]

@@ -101,7 +101,10 @@ def register_publishing(sub, add_common) -> None:
             p.add_argument("--builder", choices=BUILDER_NAMES, help="override build.builder")
             p.add_argument("--source-date-epoch", type=int, help="reproducible timestamps (default: $SOURCE_DATE_EPOCH)")
             p.add_argument("--keep-work", action="store_true", help="keep the per-platform OCI layouts (says where)")
-            p.add_argument("-q", "--quiet", action="store_true", help="do not echo build output")
+            p.add_argument("-q", "--quiet", action="store_true", help="print only errors and the result (the index digest)")
+            p.add_argument("--no-cache", action="store_true", help="buildah/podman: rebuild every step, using no cached layer")
+            p.add_argument("--cache-from", metavar="REPO", help="read cached layers from this repository (overrides build.cache)")
+            p.add_argument("--cache-to", metavar="REPO", help="push cached layers to this repository (overrides build.cache)")
 
     p = command("publish", "Build every platform of platforms.yaml, push them, and push the index under every tag.", "publish")
     matrix_args(p)
@@ -130,6 +133,13 @@ def register_publishing(sub, add_common) -> None:
     p.add_argument("--builder", choices=BUILDER_NAMES)
     p.add_argument("--fix", action="store_true", help="mount binfmt_misc and enable qemu handlers (root)")
     p.add_argument("--insecure", action="store_true")
+
+    p = sub.add_parser("cache", help="Manage the build cache.", description="Manage the build cache.")
+    verbs = p.add_subparsers(dest="cache_command", metavar="COMMAND", required=True)
+    text = "Delete the buildah/podman layer stores (the build cache)."
+    p = verbs.add_parser("prune", help=text, description=text)
+    add_common(p)
+    p.set_defaults(run=_lazy("manifesto.cli.cache", "prune"))
 
     p = command("copy", "Copy an image or index with all its children: registry or oci:DIR[:tag], either way.", "copy")
     p.add_argument("source", metavar="SRC")

@@ -79,19 +79,31 @@ def _stderr(line: str) -> None:
     sys.stderr.write(line.rstrip("\n") + "\n")
 
 
-def _options(args: argparse.Namespace, plan: planning.Plan, epoch: int | None):
+def _options(args: argparse.Namespace, plan: planning.Plan, epoch: int | None, on_event=None):
     from manifesto.jobs.publish import Options
 
     quiet = getattr(args, "quiet", False)
+    more = {"on_event": on_event} if on_event is not None else {}
     return Options(
         builder=None,  # each build step's own (jobs.builds.choose_builders: `auto` per Dockerfile)
         jobs=args.jobs or 0,
         source_date_epoch=epoch,
         insecure=getattr(args, "insecure", False),
         keep_work=args.keep_work,
+        no_cache=args.no_cache,
+        cache_from=_cache_repo(args.cache_from, "--cache-from"),
+        cache_to=_cache_repo(args.cache_to, "--cache-to"),
         on_line=(lambda line: None) if quiet else _stderr,
         on_notice=_stderr,
+        **more,
     )
+
+
+def _cache_repo(text: str | None, flag: str) -> str | None:
+    """--cache-from/--cache-to: a registry repository (matrix.buildcache's rule) or None."""
+    from manifesto.matrix.buildcache import cache_repository
+
+    return cache_repository(text, flag) if text else None
 
 
 def _render(plan: planning.Plan, *, push_by_digest: bool = False) -> str:
@@ -136,20 +148,65 @@ def _check_writable(path: Path, flag: str) -> None:
         raise UsageError(f"{flag} {path}: cannot write in {ancestor}")
 
 
-def _finish(result, report: str | None) -> int:
-    from manifesto.cli.render import table
+def _finish(result, report: str | None, quiet: bool = False) -> int:
+    """The summary table (not with -q), the --report, and the result: the index digest."""
+    from manifesto.cli.progress import summary
     from manifesto.jobs.publish import write_json
 
-    rows = [[str(c.platform), str(c.digest), str(c.size), c.source_label] for c in result.children]
-    sys.stderr.write(table(["platform", "digest", "size", "source"], rows) + "\n")
+    if not quiet:
+        sys.stderr.write(summary(result.outcomes, result.children) + "\n")
     if report:
         write_json(Path(report), result.report())
     if result.index is not None:
-        moved = ", ".join(result.tags_moved) or "none"
-        kept = f" (unchanged: {', '.join(result.tags_unchanged)})" if result.tags_unchanged else ""
-        sys.stderr.write(f"index {result.index.digest} -> {result.target} tags: {moved}{kept}\n")
+        if not quiet:
+            moved = ", ".join(result.tags_moved) or "none"
+            kept = f" (unchanged: {', '.join(result.tags_unchanged)})" if result.tags_unchanged else ""
+            sys.stderr.write(f"index {result.index.digest} -> {result.target} tags: {moved}{kept}\n")
         print(result.index.digest)
     return 0
+
+
+def _run(args: argparse.Namespace, plan: planning.Plan, epoch: int | None, **kwargs):
+    """jobs.publish.publish with phase lines on stderr (not with -q) and, when it fails, the
+    summary table and the --report (what was pushed, untagged) before the error is raised."""
+    from manifesto.cli.progress import Lines, summary
+    from manifesto.errors import ManifestoError
+    from manifesto.jobs.progress import summarize
+    from manifesto.jobs.publish import publish, write_json
+
+    quiet = getattr(args, "quiet", False)
+    events: list = []
+    lines = Lines(_stderr, interval=_heartbeat())
+
+    def on_event(event) -> None:
+        events.append(event)
+        if not quiet:
+            lines(event)
+
+    try:
+        with lines:
+            return publish(plan, _options(args, plan, epoch, on_event), **kwargs)
+    except ManifestoError as e:
+        outcomes = summarize(list(events), [str(s.platform) for s in plan.build_steps])
+        if events and not quiet:  # a run refused before any build has no table
+            sys.stderr.write(summary(outcomes) + "\n")
+        if args.report and events:
+            pushed = [o.to_record() for o in outcomes if o.status == "pushed"]
+            first = (str(e).splitlines() or [type(e).__name__])[0]
+            data = {"target": str(plan.target), "error": first, "summary": [o.to_record() for o in outcomes], "pushed": pushed}
+            write_json(Path(args.report), data)
+        raise
+
+
+def _heartbeat() -> float:
+    """Seconds between heartbeat lines: $MANIFESTO_HEARTBEAT (tests set it short), else 10."""
+    from manifesto.cli.progress import HEARTBEAT
+
+    value = os.environ.get("MANIFESTO_HEARTBEAT", "")
+    try:
+        return float(value) if value and float(value) > 0 else HEARTBEAT
+    except ValueError:
+        raise UsageError(f"MANIFESTO_HEARTBEAT must be a number of seconds, not {value!r}") from None
 
 
 def _refuse_partial(args: argparse.Namespace, plan: planning.Plan) -> None:
@@ -173,8 +230,6 @@ def _refuse_partial(args: argparse.Namespace, plan: planning.Plan) -> None:
 
 
 def publish(args: argparse.Namespace) -> int:
-    from manifesto.jobs.publish import publish as run
-
     plan = _load(args)
     if args.digest_file and not args.push_by_digest:
         raise UsageError("--digest-file goes with --push-by-digest")
@@ -186,16 +241,15 @@ def publish(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(_render(plan, push_by_digest=args.push_by_digest))
         return 0
-    result = run(plan, _options(args, plan, epoch), push_index_too=not args.push_by_digest)
+    result = _run(args, plan, epoch, push_index_too=not args.push_by_digest)
     if args.digest_file:
         from manifesto.jobs.publish import write_json
 
         write_json(Path(args.digest_file), result.report())
-    return _finish(result, args.report)
+    return _finish(result, args.report, args.quiet)
 
 
 def build(args: argparse.Namespace) -> int:
-    from manifesto.jobs.publish import publish as run
     from manifesto.matrix.model import Target
 
     output = Path(args.output).resolve()
@@ -205,9 +259,10 @@ def build(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(_render(plan))
         return 0
-    result = run(plan, _options(args, plan, epoch))
-    sys.stderr.write(f"wrote OCI image layout {output}\n")
-    return _finish(result, args.report)
+    result = _run(args, plan, epoch)
+    if not args.quiet:
+        sys.stderr.write(f"wrote OCI image layout {output}\n")
+    return _finish(result, args.report, args.quiet)
 
 
 def assemble(args: argparse.Namespace) -> int:

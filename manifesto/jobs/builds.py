@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from manifesto.builders import AUTO, Choice
 from manifesto.builders.base import Builder, BuildRequest, BuiltImage
 from manifesto.builders.native.source import NeedsBuilder
 from manifesto.errors import BuildError, ManifestoError
+from manifesto.jobs import progress
+from manifesto.jobs.progress import OnEvent
 from manifesto.log import get_logger
 from manifesto.matrix.plan import BuildStep, Plan
 
@@ -43,8 +46,12 @@ class Options:
     source_date_epoch: int | None = None
     insecure: bool = False
     keep_work: bool = False
+    no_cache: bool = False  # buildah/podman: build every step again, using no cached layer
+    cache_from: str | None = None  # registry cache repositories; None: the matrix's build.cache
+    cache_to: str | None = None
     on_line: Callable[[str], None] = field(default=_ignore)  # build output (quiet may drop it)
     on_notice: Callable[[str], None] = field(default=_ignore)  # what the user must see even with -q
+    on_event: OnEvent = field(default=progress.ignore)  # phase changes (jobs/progress.py), from any thread
 
 
 # ---- building -------------------------------------------------------------------------------
@@ -54,11 +61,21 @@ class _NotStarted(Exception):
     """A queued build that did not start because another one had already failed."""
 
 
-def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
+def build_all(
+    plan: Plan,
+    options: Options,
+    work: Path,
+    *,
+    on_built: Callable[[BuildStep, BuiltImage], None] | None = None,
+    stop: threading.Event | None = None,
+) -> list[BuiltImage]:
     """Build every BuildStep in parallel (bounded); raise the first failure.
 
     After a build fails, builds still queued do not start (running ones finish; they are not
     killed: their logs may matter too), so a publish that is going to fail fails fast.
+    `on_built` is called in the build's thread as each build finishes (publish pushes it while
+    the others build); `stop`, set by the caller (a push failed) or here (a build failed),
+    keeps queued builds from starting. Phase changes go to options.on_event.
     """
     steps = plan.build_steps
     if not steps:
@@ -66,7 +83,14 @@ def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
     choices = choose_builders(plan) if options.builder is None else (Choice(options.builder.name, ""),) * len(steps)
     builders = builders_for([c.builder for c in choices], options.builder)
     lock = threading.Lock()
-    failed = threading.Event()
+    failed = stop if stop is not None else threading.Event()
+
+    def notify(platform: object, phase: str, **fields: object) -> None:
+        with lock:
+            options.on_event(progress.event(platform, phase, **fields))
+
+    for step in steps:
+        notify(step.platform, progress.QUEUED)
 
     def fallback(name: str) -> Builder:
         with lock:
@@ -83,6 +107,9 @@ def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
         def emit(line: str) -> None:
             with lock:
                 options.on_line(prefix + line)
+            parsed = progress.parse_step(line)
+            if parsed is not None:
+                notify(step.platform, progress.STEP, step=parsed[0], steps=parsed[1], text=parsed[2])
 
         request = BuildRequest(
             platform=step.platform,
@@ -93,8 +120,13 @@ def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
             source_date_epoch=options.source_date_epoch,
             media_format=plan.matrix.format,
             insecure=options.insecure,
+            no_cache=options.no_cache,
+            cache_from=options.cache_from or plan.matrix.build.cache_from,
+            cache_to=options.cache_to or plan.matrix.build.cache_to,
         )
         log.info("build_started", platform=str(step.platform), builder=builder.name)
+        started = time.monotonic()
+        notify(step.platform, progress.BUILDING, text=builder.name)
         try:
             try:
                 built = builder.build(request, emit)
@@ -107,10 +139,15 @@ def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
                 if failed.is_set():
                     raise _NotStarted() from None
                 built = builder.build(request, emit)
-        except BaseException:
+        except BaseException as e:
             failed.set()  # set here, in the build's own thread, before its worker takes the next one
+            if not isinstance(e, _NotStarted):
+                notify(step.platform, progress.FAILED, text=(str(e).splitlines() or [type(e).__name__])[0])
             raise
         log.info("build_finished", platform=str(step.platform), digest=str(built.digest))
+        notify(step.platform, progress.BUILT, digest=str(built.digest), seconds=time.monotonic() - started)
+        if on_built is not None:
+            on_built(step, built)
         return built
 
     jobs = options.jobs or min(len(steps), os.cpu_count() or 1)
@@ -125,6 +162,7 @@ def build_all(plan: Plan, options: Options, work: Path) -> list[BuiltImage]:
                 results.append(fut.result())
             except (_NotStarted, CancelledError):
                 not_started += 1
+                notify(step.platform, progress.NOT_STARTED)
             except ManifestoError as e:  # BuildError, VerificationError, UsageError, a base that cannot be read
                 failures.append((step, e))
                 for other in futures:

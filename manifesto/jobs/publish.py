@@ -1,10 +1,12 @@
 """Run a Plan: build every platform, push children by digest, verify them, push the index.
 
 Order matters and is the contract: a preflight first (the target and every arch-tag repository
-grant push; what each tag holds now is read), then all builds (in parallel, bounded); if any
-fails the publish fails with that build's log tail, builds still queued do not start, and
-nothing is pushed. Then every child goes into the target repository by digest, each child is
-read back FROM THE TARGET (its descriptor is what the target serves, its config must say the
+grant push; what each tag holds now is read), then all builds (in parallel, bounded), each
+image pushed into the target BY DIGEST as soon as its build ends, while the others still build
+(one event loop in a thread of its own, jobs/relay.py). If a build or a push fails the publish
+fails (with that build's log tail), builds still queued do not start, no tag moves, and the
+children already pushed stay there untagged, named in the error. Once every build is pushed,
+each child is read back FROM THE TARGET (its descriptor is what the target serves, its config must say the
 platform the entry claims, and a Docker list may hold only Docker manifests), and only then is
 the index put under its tags (a tag that already holds the same digest is left alone, so an
 unchanged republish moves nothing; one that moved since the preflight read it is not
@@ -20,6 +22,8 @@ import asyncio
 import json
 import os
 import shutil
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +33,9 @@ from manifesto import tasks
 from manifesto.builders.base import BuiltImage
 from manifesto.errors import ManifestoError, UsageError, VerificationError
 from manifesto.fileio import write_atomic
+from manifesto.jobs import progress
 from manifesto.jobs.builds import Options, build_all, work_dir
+from manifesto.jobs.relay import LoopThread
 from manifesto.lists import push as lists
 from manifesto.lists.entry import Entry
 from manifesto.lists.rules import Problem, problems
@@ -37,7 +43,7 @@ from manifesto.lists.sources import read_source
 from manifesto.matrix.model import Target, arch_ref_problem
 from manifesto.matrix.plan import AssembleStep, BuildStep, Plan, make_plan
 from manifesto.oci.descriptor import Descriptor
-from manifesto.oci.manifest import ImageIndex
+from manifesto.oci.manifest import ImageIndex, ImageManifest
 from manifesto.oci.platform import Platform, matches
 from manifesto.oci.reference import Reference, check_tag
 from manifesto.store.layout import LayoutStore
@@ -56,9 +62,12 @@ class Result:
     index: ImageIndex | None = None
     tags_moved: tuple[str, ...] = ()
     tags_unchanged: tuple[str, ...] = ()
+    outcomes: tuple[progress.Outcome, ...] = ()  # per built platform: status, build and push times
 
     def report(self) -> dict[str, Any]:
         out: dict[str, Any] = {"target": self.target, "platforms": [c.to_record() for c in self.children]}
+        if self.outcomes:
+            out["summary"] = [o.to_record() for o in self.outcomes]
         if self.index is not None:
             out["index"] = {
                 "digest": str(self.index.digest),
@@ -82,15 +91,28 @@ def target_place(plan: Plan, registries: Registries) -> Place:
     return Place(registries.client(plan.target.reference), plan.target.reference.repository)
 
 
-async def push_built(copier: Copier, built: BuiltImage, step: BuildStep, registries: Registries) -> Entry:
+async def push_built(
+    copier: Copier, built: BuiltImage, step: BuildStep, registries: Registries, on_event: progress.OnEvent = progress.ignore
+) -> Entry:
     """Push one built image into the target by digest; its arch tags move with the index.
 
     A natively built image's layout lacks its base layers (BuiltImage.base): they are taken
-    from the base (store/overlay.py), mounted when it is in the target's registry.
+    from the base (store/overlay.py), mounted when it is in the target's registry. `on_event`
+    hears pushing (the image's size) and pushed (digest, size, seconds) or failed.
     """
     layout = LayoutStore(built.layout)
     fetched = layout.manifest(built.tag)
-    await copier.manifest(Place(*built_place(built.layout, built.base, registries)), fetched)
+    manifest = ImageManifest.parse(fetched.raw, fetched.media_type, f"{step.platform} image")
+    size = len(fetched.raw) + sum(blob.size for blob in manifest.blobs())
+    on_event(progress.event(step.platform, progress.PUSHING, size=size))
+    started = time.monotonic()
+    try:
+        await copier.manifest(Place(*built_place(built.layout, built.base, registries)), fetched)
+    except Exception as e:
+        on_event(progress.event(step.platform, progress.FAILED, text=(str(e).splitlines() or [type(e).__name__])[0]))
+        raise
+    seconds = time.monotonic() - started
+    on_event(progress.event(step.platform, progress.PUSHED, digest=str(fetched.digest), size=size, seconds=seconds))
     descriptor = Descriptor(fetched.media_type, fetched.digest, len(fetched.raw), step.platform)
     return Entry(None, descriptor, arch_refs=step.arch_refs)
 
@@ -238,24 +260,74 @@ async def preflight(
 def publish(plan: Plan, options: Options | None = None, *, push_index_too: bool = True) -> Result:
     """Build, push children, verify, and (unless push-by-digest) push the index under every tag.
 
-    The sync wrapper library users call (and the CLI): it runs the async cores (preflight,
-    then the pushes, each with Registries of its own) under asyncio.run around the builds,
-    which run in threads. `options` default to Options() (each step's own builder, one job
-    per CPU). With push_index_too=False (push-by-digest) only the built entries are pushed:
-    `assemble` copies the `image:` entries itself, so a digest file holds just what this
-    runner built.
+    The sync wrapper library users call (and the CLI): it runs the preflight under asyncio.run,
+    then the builds in threads while one event loop in a thread of its own (jobs/relay.py)
+    pushes each image as its build ends, then verifies and pushes the index there. `options`
+    default to Options() (each step's own builder, one job per CPU). With push_index_too=False
+    (push-by-digest) only the built entries are pushed: `assemble` copies the `image:` entries
+    itself, so a digest file holds just what this runner built. A failure raises the error of
+    the build (or push) that failed, naming the children already pushed (untagged).
     """
     options = options or Options()
     seen = asyncio.run(_preflight(plan, options, push_index_too))
     work = work_dir()
     if options.keep_work:
         options.on_notice(f"keeping the work directory {work}")
+    events: list[progress.Event] = []
+    lock = threading.Lock()
+    forward = options.on_event
+
+    def record(event: progress.Event) -> None:
+        with lock:
+            events.append(event)
+            forward(event)
+
+    options = replace(options, on_event=record)
     try:
-        built = build_all(plan, options, work)
-        return asyncio.run(_push(plan, options, built, push_index_too, seen))
+        with LoopThread() as loop:
+            result = _run(plan, options, work, push_index_too, seen, loop)
+        with lock:
+            done = list(events)
+        return replace(result, outcomes=progress.summarize(done, [str(s.platform) for s in plan.build_steps]))
     finally:
         if not options.keep_work:
             shutil.rmtree(work, ignore_errors=True)
+
+
+_DONE, _FAILED = "done", "failed"  # what the build side posts once build_all has returned or raised
+
+
+def _run(plan: Plan, options: Options, work: Path, push_index_too: bool, seen: Snapshot, loop: LoopThread) -> Result:
+    """build_all in this thread; each image handed to `loop` (which pushes it) as it is built."""
+    inbox: asyncio.Queue[Any] = asyncio.Queue()
+    stop = threading.Event()  # a build or a push failed: start no more of either
+    pushing = loop.submit(_push_as_built(plan, options, push_index_too, seen, inbox, stop))
+
+    def on_built(step: BuildStep, built: BuiltImage) -> None:
+        if not stop.is_set():  # built after something failed: not pushed
+            loop.call(inbox.put_nowait, (step, built))
+
+    try:
+        build_all(plan, options, work, on_built=on_built, stop=stop)
+    except ManifestoError as e:
+        loop.call(inbox.put_nowait, _FAILED)
+        pushed = loop.wait(pushing)
+        assert isinstance(pushed, list)
+        raise _naming(e, pushed) from None
+    loop.call(inbox.put_nowait, _DONE)
+    result = loop.wait(pushing)
+    assert isinstance(result, Result)
+    return result
+
+
+def _naming(error: ManifestoError, pushed: Sequence[Entry]) -> ManifestoError:
+    """`error`, its first line naming the children already pushed by digest (under no tag)."""
+    if not pushed:
+        return error
+    first, sep, rest = str(error).partition("\n")
+    named = ", ".join(f"{e.platform} {e.digest}" for e in pushed)
+    error.args = (f"{first} (pushed by digest, untagged: {named}; no tag moved){sep}{rest}",)
+    return error
 
 
 async def _preflight(plan: Plan, options: Options, tags: bool) -> Snapshot:
@@ -263,26 +335,57 @@ async def _preflight(plan: Plan, options: Options, tags: bool) -> Snapshot:
         return await preflight(plan, registries, tags=tags)
 
 
-async def _push(plan: Plan, options: Options, built: list[BuiltImage], push_index_too: bool, seen: Snapshot) -> Result:
+async def _push_as_built(
+    plan: Plan, options: Options, push_index_too: bool, seen: Snapshot, inbox: asyncio.Queue[Any], stop: threading.Event
+) -> Result | list[Entry]:
+    """Push each (step, built) from `inbox` at once; after _DONE, verify and push the index.
+
+    After _FAILED (a build failed) the pushes under way finish and the entries pushed are
+    returned, for the error to name. A failed push sets `stop` (no queued build starts) and is
+    raised, naming the others pushed, once the builds are over.
+    """
     async with Registries(insecure=options.insecure) as registries:
         place = target_place(plan, registries)
         target = str(plan.target)
         copier = Copier(place)
-        built_for = {str(b.platform): b for b in built}
-        pushes = [push_built(copier, built_for[str(s.platform)], s, registries) for s in plan.build_steps]
+        pushes: dict[str, asyncio.Task[Entry]] = {}
+
+        def stop_on_failure(task: asyncio.Task[Entry]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                stop.set()
+
+        while (item := await inbox.get()) not in (_DONE, _FAILED):
+            step, built = item
+            task = asyncio.ensure_future(push_built(copier, built, step, registries, options.on_event))
+            task.add_done_callback(stop_on_failure)
+            pushes[str(step.platform)] = task
+        await asyncio.gather(*pushes.values(), return_exceptions=True)
+        pushed = [t.result() for t in pushes.values() if not t.cancelled() and t.exception() is None]
+        if item == _FAILED:
+            return pushed
+        failed = [t.exception() for t in pushes.values() if not t.cancelled() and t.exception() is not None]
+        if failed:
+            error = failed[0]
+            raise _naming(error, pushed) if isinstance(error, ManifestoError) else error
+        entries = [pushes[str(s.platform)].result() for s in plan.build_steps]
         if not push_index_too:  # push-by-digest: no tag moves; `assemble` pushes arch tags too
             for s in plan.assemble_steps:
                 options.on_notice(f"{s.platform or '(from config)'}: image: {s.source.familiar} is left to `manifesto assemble`")
-            children = await lists.verify(place, target, list(await tasks.gather(*pushes)))
+            children = await lists.verify(place, target, entries)
             found = problems(children, plan.index_media_type, plan.annotations)
             if found:
                 refusal(plan)(found)
+            _verified(options, children)
             return Result(target, tuple(replace(c, arch_refs=()) for c in children))
-        # the image: entries are copied while the builds are pushed; lists.push finds them there
-        copies = [copy_assembled(copier, registries, s) for s in plan.assemble_steps]
-        done = await tasks.gather(*pushes, *copies)
-        entries = in_matrix_order(plan, list(done[: len(pushes)]), list(done[len(pushes) :]))
-        return await push_index(registries, place, plan, entries, seen, copier)
+        assembled = await tasks.gather(*(copy_assembled(copier, registries, s) for s in plan.assemble_steps))
+        result = await push_index(registries, place, plan, in_matrix_order(plan, entries, list(assembled)), seen, copier)
+        _verified(options, [c for c in result.children if c.source is None])
+        return result
+
+
+def _verified(options: Options, children: Sequence[Entry]) -> None:
+    for c in children:
+        options.on_event(progress.event(c.platform, progress.VERIFIED, digest=str(c.digest)))
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

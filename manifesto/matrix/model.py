@@ -80,6 +80,9 @@ class BuildSettings:
     context: Path
     dockerfile: Path
     args: dict[str, str]
+    # build.cache: registry repositories buildah/podman read cached layers from / push them to
+    cache_from: str | None = None
+    cache_to: str | None = None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import yaml
 
 from manifesto.errors import InvalidPlatform, InvalidReference, SpecError, UsageError
+from manifesto.matrix.buildcache import cache_section
 from manifesto.matrix.envsubst import SubstitutionError, substitute
 from manifesto.matrix.located import (
     LocatedList,
@@ -53,7 +54,7 @@ DEFAULT_CONTEXT = "."
 DEFAULT_DOCKERFILE = "Dockerfile"
 
 TOP_KEYS = ("version", "image", "tags", "format", "annotations", "build", "arch_tag", "platforms")
-BUILD_KEYS = ("builder", "context", "dockerfile", "args")
+BUILD_KEYS = ("builder", "context", "dockerfile", "args", "cache")
 ENTRY_KEYS = ("platform", "image", "args", "dockerfile", "context")
 BUILD_ONLY_ENTRY_KEYS = ("args", "dockerfile", "context")
 
@@ -310,7 +311,7 @@ class _Validator:
     def build(self, doc: LocatedMap) -> tuple[BuildSettings, dict[str, _Source]]:
         section = self.mapping(doc, "build", "build") if "build" in doc else None
         sources = {"context": _Source(DEFAULT_CONTEXT, None), "dockerfile": _Source(DEFAULT_DOCKERFILE, None)}
-        builder, args = DEFAULT_BUILDER, {}
+        builder, args, cache = DEFAULT_BUILDER, {}, (None, None)
         if section is not None:
             self.keys(section, BUILD_KEYS, " in build")
             builder = self.choice(section, "builder", BUILDER_NAMES, DEFAULT_BUILDER)
@@ -319,9 +320,11 @@ class _Validator:
                     sources[key] = _Source(self.field(section, key), section.value_line(key))
             if "args" in section:
                 args = self.args(section)
+            if "cache" in section:
+                cache = cache_section(self, section)
         context = self.resolve(self.base, sources["context"].text)
         dockerfile = self.resolve(context, sources["dockerfile"].text)
-        return BuildSettings(builder, context, dockerfile, args), sources
+        return BuildSettings(builder, context, dockerfile, args, *cache), sources
 
     def args(self, m: LocatedMap) -> dict[str, str]:
         out = self.string_map(m, "args", "build arg")

@@ -114,7 +114,7 @@ def test_base_on_an_anonymous_loopback_registry_builds(
     built = buildah(tmp_path, runner).build(request(ctx, tmp_path / "out"), lambda _: None)
     assert_on_base(built, arch_images["amd64"], "anonymous")
     # plain HTTP only for that registry, through a private registries.conf, not --tls-verify=false
-    (argv, env), = runner.calls
+    (argv, env), _push = runner.calls  # the build, then the push into the layout
     assert not any(a.startswith("--tls-verify") for a in argv)
     assert "CONTAINERS_REGISTRIES_CONF" in env
 
@@ -193,9 +193,10 @@ def test_auth_file_is_private_while_building_and_no_secret_is_in_argv_or_env(
     entry = seen["doc"]["auths"][htpasswd_registry.host]
     assert base64.b64decode(entry["auth"]).decode() == f"{user}:{password}"
     assert not seen["path"].exists() and not seen["path"].parent.exists()  # removed after the build
-    (argv, env), = runner.calls
-    for text in [*argv, *env.values()]:
-        assert not any(s in text for s in secrets), text
+    assert len(runner.calls) == 2  # the build, then the push into the layout
+    for argv, env in runner.calls:
+        for text in [*argv, *env.values()]:
+            assert not any(s in text for s in secrets), text
 
 
 def test_auth_file_is_removed_when_the_build_fails(tmp_home: Any, tmp_path: Path) -> None:

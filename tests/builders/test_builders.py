@@ -247,7 +247,7 @@ def test_docker_format_builds_give_a_docker_manifest_reproducibly(
     manifest = ImageManifest.parse(raw, mediatype.DOCKER_MANIFEST)
     assert json.loads(raw)["mediaType"] == mediatype.DOCKER_MANIFEST
     assert manifest.config.media_type == mediatype.DOCKER_CONFIG
-    assert [layer.media_type for layer in manifest.layers] == [mediatype.DOCKER_LAYER]
+    assert [layer.media_type for layer in manifest.layers] == [mediatype.DOCKER_LAYER] * 2  # COPY, RUN (--layers)
     config = config_of(store, built)
     assert (config.platform.architecture, config.created) == ("amd64", "2023-11-14T22:13:20Z")
     assert layer_file(store, built, "etc/built-on") == b"x86_64\n"
@@ -274,7 +274,7 @@ def test_a_failed_docker_format_build_leaves_nothing(buildah: BuildahBuilder, he
     out = tmp_path / "out" / "layout"
     with pytest.raises(BuildError):
         buildah.build(request(ctx, "linux/amd64", out, media_format="docker"), lambda _: None)
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
 @pytest.mark.parametrize(("platform", "seen"), [("linux/arm64/v8", "arm64/v8"), ("linux/amd64", "amd64/")])

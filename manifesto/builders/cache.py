@@ -1,0 +1,144 @@
+"""The persistent layer stores buildah and podman build in: one per builder and per platform.
+
+Why one store per platform: buildah 1.28 with `--layers` matches cached layers by instruction
+and parent, not by platform, so in one store an s390x build reuses the layers (and config) of
+an arm64 build of the same Dockerfile. A store per platform cannot mix them. Why persistent: a
+republish with an unchanged context then re-runs no step, and a change re-runs only the steps
+after it. Why a lock: two manifesto runs on one machine building the same platform would
+otherwise write one c/storage root at once; an flock on the store serializes them (and lets
+`manifesto cache prune` skip a store that is in use instead of deleting it under a build).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from manifesto.errors import BuildError
+from manifesto.oci.platform import Platform, normalized
+
+LOCK_FILE = "lock"
+TOOLS = ("buildah", "podman")  # the builders that keep a layer store here
+
+
+def cache_home() -> Path:
+    """`$XDG_CACHE_HOME/manifesto` (or ~/.cache/manifesto)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "manifesto"
+
+
+def platform_dir(platform: Platform) -> str:
+    """A store's directory name: the containerd-normalized platform, e.g. linux-arm64-v8."""
+    return str(normalized(platform)).replace("/", "-")
+
+
+@contextmanager
+def store_lock(store: Path, *, wait: bool = True) -> Iterator[bool]:
+    """Hold the exclusive lock of the store at `store` (created if missing).
+
+    Yields True when held; with `wait=False` yields False at once when another process holds it.
+    """
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+        fd = os.open(store / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise BuildError(f"cannot lock the build cache {store}: {e.strerror or e}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What `prune` did with one store: freed bytes, or skipped because a build holds it."""
+
+    path: Path
+    freed: int
+    busy: bool = False
+
+
+def stores(root: Path | None = None) -> tuple[Path, ...]:
+    """The driver directories under the cache (`<tool>/<driver>`): each holds one store per
+    platform (`<platform>/`, with its lock) and the store `check` opens."""
+    root = root or cache_home()
+    found: list[Path] = []
+    for tool in TOOLS:
+        base = root / tool
+        if base.is_dir():
+            found += sorted(p for p in base.iterdir() if p.is_dir())
+    return tuple(found)
+
+
+def prune(root: Path | None = None) -> tuple[Pruned, ...]:
+    """Delete every layer store under the cache, each under its lock; report what was freed.
+
+    A store that a running build holds is left alone (its build would fail half-way): each
+    platform store is tried without waiting, and its driver directory stays when one is busy.
+    """
+    out: list[Pruned] = []
+    for driver_dir in stores(root):
+        busy = False
+        for store in sorted(p for p in driver_dir.iterdir() if p.is_dir() and (p / LOCK_FILE).exists()):
+            with store_lock(store, wait=False) as held:
+                if not held:
+                    busy = True
+                    out.append(Pruned(store, 0, busy=True))
+                    continue
+                size = disk_usage(store)
+                _remove(store)
+                out.append(Pruned(store, size))
+        if not busy:
+            size = disk_usage(driver_dir)
+            _remove(driver_dir)
+            if size:
+                out.append(Pruned(driver_dir, size))
+    for tool in TOOLS:
+        try:
+            ((root or cache_home()) / tool).rmdir()  # only when nothing is left in it
+        except OSError:
+            pass
+    return tuple(out)
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes the files under `path` take (each hard-linked file once; symlinks not followed)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for top, dirs, files in os.walk(path):
+        for name in files + dirs:
+            try:
+                st = os.lstat(os.path.join(top, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512 if hasattr(st, "st_blocks") else st.st_size
+    return total
+
+
+def _remove(path: Path) -> None:
+    """rmtree, making read-only directories (left by some images' layers) writable first."""
+
+    def retry(func, name, _exc) -> None:  # type: ignore[no-untyped-def]
+        try:
+            os.chmod(os.path.dirname(name), 0o700)
+            func(name)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=retry)
