@@ -66,6 +66,7 @@ def run(
     timeout: float = 600,
     check: bool = True,
     rss: bool = False,
+    own_rss: bool = False,
 ) -> Proc:
     """Run *argv* and time it; output goes to temp files (no pipe can fill up and stall it).
 
@@ -78,6 +79,9 @@ def run(
     carries the high-water RSS of the pre-exec image into the child's ru_maxrss, and a child
     forked (or vforked) from this process would report this process's RSS (tens of MiB) as a
     floor. /usr/bin/time is a small process, so its child starts from about 1 MiB.
+
+    With *own_rss*, `maxrss_kib` is the command's own peak (VmHWM, polled every 50 ms), not
+    that of the children it runs: a publish's buildah processes do not count as manifesto's.
     """
     argv = [str(a) for a in argv]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile() as rss_file:
@@ -91,6 +95,7 @@ def run(
         )
         timer = threading.Timer(timeout, _kill, (proc.pid,))
         timer.start()
+        hwm = _HighWater(proc.pid, Path(argv[0]).name) if own_rss else None
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:
@@ -99,6 +104,8 @@ def run(
             raise
         finally:
             timer.cancel()
+            if hwm is not None:
+                hwm.stop()
         wall = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again
         out.seek(0)
@@ -107,6 +114,8 @@ def run(
         if rss:
             text = Path(rss_file.name).read_text().strip().splitlines()
             maxrss = int(text[-1]) if text and text[-1].isdigit() else -1
+        if hwm is not None:
+            maxrss = hwm.peak_kib
         done = Proc(
             argv,
             wall,
@@ -117,6 +126,30 @@ def run(
             usage.ru_utime + usage.ru_stime,
         )
     return done.check() if check else done
+
+
+class _HighWater(threading.Thread):
+    """Polls /proc/PID/status for VmHWM (the process's own peak RSS) until stopped.
+
+    Only once the process has exec'd `name` (its comm): before that the forked child's
+    VmHWM is this benchmark process's.
+    """
+
+    def __init__(self, pid: int, name: str):
+        super().__init__(daemon=True)
+        self.pid, self.name, self.peak_kib, self._done = pid, name[:15], -1, threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self._done.wait(0.05):
+            with contextlib.suppress(OSError, ValueError, KeyError):  # KeyError: a zombie has no VmHWM
+                fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.pid}/status").read_text().splitlines())
+                if fields["Name"].strip() == self.name:
+                    self.peak_kib = max(self.peak_kib, int(fields["VmHWM"].split()[0]))
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
 
 
 HYPERFINE = "hyperfine"

@@ -9,7 +9,7 @@ peer:       buildah --root R --runroot RR --storage-driver vfs build --isolation
                 L docker://REG/bench-native/buildah-N:1
             (R, RR fresh and empty each time: a CI runner's first build)
 
-The base, written once as an OCI layout and pushed with skopeo into REG/bench-native/base:1, is
+The base (bench.base_image), written once as an OCI layout and pushed with skopeo into REG/bench-native/base:1, is
 an index of five images of three gzip layers each (BASE_MIB = 60 + 30 + 10 MiB of os.urandom
 bytes: incompressible, the size of a slim language runtime). The Dockerfile, the same for both:
 FROM the base, one COPY of a per-arch static binary (Debian's busybox-static, 1.3-2.5 MB, from
@@ -28,17 +28,12 @@ layout, for scale only.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
-import os
 import shutil
-import tarfile
 import textwrap
-import zlib
 from pathlib import Path
 from typing import Any
 
+from bench.base_image import BASE_MIB, PLATFORMS, buildah_global, copy_busybox, push_base, random_file
 from bench.common import (
     MANIFESTO,
     BenchError,
@@ -60,107 +55,12 @@ RSS_NAME = "native-rss"
 RSS_TARGET_MIB = 100.0
 DEFAULT_REPEAT = 3
 EPOCH = "1700000000"
-BASE_MIB = (60, 30, 10)  # the base's three layers, per platform
 CONTEXT_FILES, CONTEXT_FILE_MIB = 5, 100  # the RSS benchmark's context: 500 MiB
-# (platform, TARGETARCH + TARGETVARIANT as the plan passes them, Debian arch of its busybox)
-PLATFORMS = (
-    ("linux/amd64", "amd64", "amd64"),
-    ("linux/arm64/v8", "arm64v8", "arm64"),
-    ("linux/arm/v7", "armv7", "armhf"),
-    ("linux/ppc64le", "ppc64le", "ppc64el"),
-    ("linux/s390x", "s390x", "s390x"),
-)
-OCI = "application/vnd.oci.image."
-_CHUNK = 1 << 20
-
-
-def _random_file(path: Path, mib: int) -> None:
-    with path.open("wb") as f:
-        for _ in range(mib):
-            f.write(os.urandom(_CHUNK))
-
-
-def _move_blob(layout: Path, path: Path, media_type: str) -> dict[str, object]:
-    """Move `path` into the layout's blobs under its digest; its descriptor."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    size = path.stat().st_size
-    path.replace(layout / "blobs" / "sha256" / h.hexdigest())
-    return {"mediaType": media_type, "digest": f"sha256:{h.hexdigest()}", "size": size}
-
-
-def _json_blob(layout: Path, media_type: str, doc: dict[str, object]) -> dict[str, object]:
-    tmp = layout / "blobs" / "doc.tmp"
-    tmp.write_bytes(json.dumps(doc, separators=(",", ":"), sort_keys=True).encode())
-    return _move_blob(layout, tmp, media_type)
-
-
-def _gzip_layer(layout: Path, name: str, mib: int) -> tuple[dict[str, object], str]:
-    """A gzip layer of one random file `usr/lib/runtime/<name>`: (descriptor, diff_id).
-    Random bytes do not compress, so the gzip stream is written with stored blocks (level 0):
-    the same size any level would give, without the time."""
-    data = layout / "blobs" / f"{name}.data"
-    _random_file(data, mib)
-    tar_path = layout / "blobs" / f"{name}.tar"
-    with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tar:
-        info = tar.gettarinfo(str(data), arcname=f"usr/lib/runtime/{name}")
-        info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-        with data.open("rb") as f:
-            tar.addfile(info, f)
-    data.unlink()
-    diff = hashlib.sha256()
-    gz_path = layout / "blobs" / f"{name}.tar.gz"
-    with tar_path.open("rb") as src, gzip.GzipFile(gz_path, "wb", compresslevel=zlib.Z_NO_COMPRESSION, mtime=0) as out:
-        while chunk := src.read(_CHUNK):
-            diff.update(chunk)
-            out.write(chunk)
-    tar_path.unlink()
-    return _move_blob(layout, gz_path, OCI + "layer.v1.tar+gzip"), f"sha256:{diff.hexdigest()}"
-
-
-def write_base(layout: Path) -> None:
-    """An OCI layout tagged 1: an index of the five platforms, each BASE_MIB in three layers."""
-    (layout / "blobs" / "sha256").mkdir(parents=True)
-    children = []
-    for platform, slug, _ in PLATFORMS:
-        os_, arch, *variant = platform.split("/")
-        plat = {"architecture": arch, "os": os_, **({"variant": variant[0]} if variant else {})}
-        layers, diff_ids = [], []
-        for n, mib in enumerate(BASE_MIB):
-            descriptor, diff_id = _gzip_layer(layout, f"{slug}-{n}", mib)
-            layers.append(descriptor)
-            diff_ids.append(diff_id)
-        config = {
-            **plat,
-            "created": "2023-11-14T22:13:20Z",
-            "config": {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Cmd": ["/usr/local/bin/runtime"]},
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-            "history": [{"created": "2023-11-14T22:13:20Z", "created_by": f"runtime layer {n}"} for n in range(3)],
-        }
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": OCI + "manifest.v1+json",
-            "config": _json_blob(layout, OCI + "config.v1+json", config),
-            "layers": layers,
-        }
-        children.append({**_json_blob(layout, OCI + "manifest.v1+json", manifest), "platform": plat})
-    doc = {"schemaVersion": 2, "mediaType": OCI + "index.v1+json", "manifests": children}
-    index = _json_blob(layout, OCI + "index.v1+json", doc)
-    index["annotations"] = {"org.opencontainers.image.ref.name": "1"}
-    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [index]}))
-    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
 
 
 def write_project(root: Path, base: str) -> Path:
     """The app: its Dockerfile, a static binary per arch, and platforms.yaml (builder: native)."""
-    from tests.support.images import busybox_path
-
-    for _, slug, debian_arch in PLATFORMS:
-        (root / "bin" / slug).mkdir(parents=True)
-        shutil.copyfile(busybox_path(debian_arch), root / "bin" / slug / "app")
-        (root / "bin" / slug / "app").chmod(0o755)
+    copy_busybox(root, "app")
     (root / "Dockerfile").write_text(textwrap.dedent(f"""\
         FROM {base}
         ARG TARGETARCH
@@ -178,10 +78,6 @@ def write_project(root: Path, base: str) -> Path:
     image = base.rsplit("/", 1)[0] + "/unused"  # every run names its own with --image
     spec.write_text(f"image: {image}\ntags: ['1']\nbuild: {{builder: native}}\nplatforms: [{platforms}]\n")
     return spec
-
-
-def _buildah(root: Path) -> list[str]:
-    return ["buildah", "--root", str(root / "storage"), "--runroot", str(root / "run"), "--storage-driver", "vfs"]
 
 
 def publish_manifesto(ctx: Context, reg: Any, spec: Path, n: int) -> tuple[float, float]:
@@ -205,11 +101,11 @@ def publish_buildah(ctx: Context, reg: Any, project: Path, n: int) -> tuple[floa
         env = sandbox_env(root, SOURCE_DATE_EPOCH=EPOCH)
         repo = f"bench-native/buildah-{n}"
         build = [
-            *_buildah(root), "build", "--isolation", "chroot", "--tls-verify=false",
+            *buildah_global(root), "build", "--isolation", "chroot", "--tls-verify=false",
             "--platform", ",".join(p for p, *_ in PLATFORMS), "--manifest", "localhost/bench-native-list",
             "-f", str(project / "Dockerfile"), str(project),
         ]  # fmt: skip
-        push = [*_buildah(root), "manifest", "push", "--all", "--tls-verify=false",
+        push = [*buildah_global(root), "manifest", "push", "--all", "--tls-verify=false",
                 "localhost/bench-native-list", f"docker://{reg.host}/{repo}:1"]  # fmt: skip
         built = run(build, env, timeout=3600)
         pushed = run(push, env, timeout=3600)
@@ -222,14 +118,7 @@ def publish_buildah(ctx: Context, reg: Any, project: Path, n: int) -> tuple[floa
 
 def bench_publish(ctx: Context) -> Result:
     reg = ctx.registry()
-    layout = ctx.work.fresh("native-base")
-    total = sum(BASE_MIB) * len(PLATFORMS)
-    log(f"{NAME}: writing a {len(PLATFORMS)}-arch base of {' + '.join(map(str, BASE_MIB))} MiB per arch ({total} MiB)")
-    write_base(layout)
-    base = f"{reg.host}/bench-native/base:1"
-    skopeo = ["skopeo", "--insecure-policy", "copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false"]
-    run([*skopeo, f"oci:{layout}:1", f"docker://{base}"], sandbox_env(ctx.work.fresh("native-skopeo")), timeout=1800)
-    shutil.rmtree(layout, ignore_errors=True)
+    base = push_base(ctx, reg, "bench-native/base", NAME)
     project = ctx.work.fresh("native-project")
     spec = write_project(project, base)
 
@@ -263,7 +152,7 @@ def bench_rss(ctx: Context) -> Result:
     project = ctx.work.fresh("native-rss-context")
     log(f"{RSS_NAME}: writing a {CONTEXT_FILES * CONTEXT_FILE_MIB} MiB context")
     for n in range(CONTEXT_FILES):
-        _random_file(project / f"part-{n}.bin", CONTEXT_FILE_MIB)
+        random_file(project / f"part-{n}.bin", CONTEXT_FILE_MIB)
     (project / "Dockerfile").write_text("FROM scratch\nCOPY . /data/\n")
     (project / ".dockerignore").write_text("platforms.yaml\n")
     spec = project / "platforms.yaml"
@@ -280,7 +169,7 @@ def bench_rss(ctx: Context) -> Result:
                 if tool == "manifesto":
                     argv = [MANIFESTO, "build", "-q", "-f", spec, "--builder", "native", "-o", out]
                 else:
-                    argv = [*_buildah(root), "build", "--isolation", "chroot", "--platform", "linux/amd64",
+                    argv = [*buildah_global(root), "build", "--isolation", "chroot", "--platform", "linux/amd64",
                             "-f", project / "Dockerfile", "-t", f"oci:{out}:1", project]  # fmt: skip
                 p = run(argv, env, timeout=1800, rss=True)
             finally:

@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/run.py [--only NAME[,NAME...]] [--repeat N] [--json FILE] [--markdown]
 
-NAME: assemble, inspect, blob, version, copy, copy-rss, publish, native (default: all, in that
-order). --repeat N sets the repetitions of every benchmark (default 5; copy 9; copy-rss, publish
-and native 3; inspect and version are hyperfine rounds, see their modules).
+NAME: assemble, inspect, blob, version, copy, copy-rss, publish, native, cache (default: all, in
+that order). --repeat N sets the repetitions of every benchmark (default 5; copy 9; copy-rss,
+publish and native 3; cache 1; inspect and version are hyperfine rounds, see their modules).
 Each benchmark prints `name: manifesto X, peer Y, ratio R (target ...) PASS|FAIL`; progress
 goes to stderr. docs/benchmarks.md describes what each one measures.
 """
@@ -37,6 +37,7 @@ BENCHMARKS = {
     "copy-rss": "bench.copy_rss",
     "publish": "bench.publish",
     "native": "bench.native_publish",
+    "cache": "bench.cache_publish",
 }
 
 
@@ -48,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME",
         help=f"run only these ({', '.join(BENCHMARKS)}); repeatable or comma-separated",
     )
-    p.add_argument("--repeat", type=int, metavar="N", help="repetitions per benchmark (default 5; copy 9; copy-rss, publish, native 3)")
+    p.add_argument("--repeat", type=int, metavar="N", help="repetitions per benchmark (default 5; copy 9; copy-rss, publish, native 3; cache 1)")
     p.add_argument("--json", metavar="FILE", help="also write every sample, median and note as JSON")
     p.add_argument("--markdown", action="store_true", help="also print the table of medians for docs/benchmarks.md")
     args = p.parse_args(argv)

@@ -15,7 +15,8 @@ reached through store/protocol.py only: `Store`, and the optional abilities `Mou
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,10 @@ from manifesto.tags import Snapshot, TagMove, move_tags
 log = get_logger("manifesto.transfer")
 
 BLOB_COPY_ATTEMPTS = 3  # a streamed blob is copied again from the source at most twice
+BYTES_EVERY = 0.25  # seconds between byte reports for one blob (the first and the last always go)
+FILE_CHUNK = 1024 * 1024
+
+OnBytes = Callable[[Digest, int, int], None]  # (blob digest, bytes sent so far, blob size)
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,11 @@ class Stats:
 class Copier:
     """Copies content into one target place, remembering what is already done this run."""
 
-    def __init__(self, target: Place):
+    def __init__(self, target: Place, on_bytes: OnBytes | None = None):
+        """`on_bytes` (optional) hears each uploaded blob's progress, a few times a second: who
+        shows it (a live line per blob, a board row per platform) is the caller's business."""
         self.target = target
+        self.on_bytes = on_bytes
         self.stats = Stats()
         self._blobs: dict[Digest, asyncio.Task[None]] = {}
         self._manifests: dict[Digest, asyncio.Task[None]] = {}
@@ -91,20 +99,32 @@ class Copier:
             if location is None:
                 self.stats.blobs_mounted += 1
                 return
-        if isinstance(source.store, LocalBlobs):  # a file: the store replays it itself if an upload breaks
+        if isinstance(source.store, LocalBlobs) and self.on_bytes is None:
+            # a file: the store replays it itself if an upload breaks
             await self._write(descriptor, source.store.blob_path(descriptor.digest), location)
+        elif isinstance(source.store, LocalBlobs):  # counted as it is read: restarted like a stream
+            path = source.store.blob_path(descriptor.digest)
+            await self._stream_blob(source, descriptor, location, lambda: _file_chunks(path))
         else:
             await self._stream_blob(source, descriptor, location)
         self.stats.blobs_uploaded += 1
         self.stats.bytes_uploaded += descriptor.size
         log.debug("blob_copied", digest=str(descriptor.digest), size=descriptor.size)
 
-    async def _stream_blob(self, source: Place, descriptor: Descriptor, location: str | None) -> None:
+    async def _stream_blob(
+        self,
+        source: Place,
+        descriptor: Descriptor,
+        location: str | None,
+        open_source: Callable[[], AsyncGenerator[bytes, None]] | None = None,
+    ) -> None:
         """Stream a blob from the source into the target, restarting the whole copy (a new GET,
         a new upload session) when either connection breaks: a stream cannot be replayed, and
-        distribution refuses to resume a broken session. The digest is verified as it streams."""
+        distribution refuses to resume a broken session. The digest is verified as it streams.
+        `open_source` gives the bytes afresh for each attempt (default: a GET from the source)."""
         for attempt in range(1, BLOB_COPY_ATTEMPTS + 1):
-            data = source.store.read_blob(source.repo, descriptor.digest)
+            raw = open_source() if open_source else source.store.read_blob(source.repo, descriptor.digest)
+            data = self._counted(descriptor, raw) if self.on_bytes is not None else raw
             try:
                 await self._write(descriptor, data, location)
                 return
@@ -120,6 +140,22 @@ class Copier:
                 location = None  # a mount's session went with the broken upload
             finally:
                 await data.aclose()  # closes the source's response
+                if data is not raw:
+                    await raw.aclose()
+
+    async def _counted(self, descriptor: Descriptor, data: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+        """`data`, telling on_bytes how much has gone: at the start, at most every BYTES_EVERY
+        seconds, and when the last byte has been handed over."""
+        assert self.on_bytes is not None
+        done, last = 0, time.monotonic()
+        self.on_bytes(descriptor.digest, 0, descriptor.size)
+        async for chunk in data:
+            yield chunk
+            done += len(chunk)
+            now = time.monotonic()
+            if done >= descriptor.size or now - last >= BYTES_EVERY:
+                last = now
+                self.on_bytes(descriptor.digest, done, descriptor.size)
 
     async def _write(self, descriptor: Descriptor, data: Path | AsyncIterator[bytes], location: str | None) -> None:
         dst = self.target
@@ -170,3 +206,8 @@ class Copier:
         return (await move_tags([TagMove(dst.store, dst.repo, reference, raw, media_type)], seen))[0]
 
 
+async def _file_chunks(path: Path) -> AsyncGenerator[bytes, None]:
+    """A local blob file, read a chunk at a time."""
+    with path.open("rb") as f:
+        while chunk := f.read(FILE_CHUNK):
+            yield chunk

@@ -29,6 +29,31 @@ def test_version_imports_no_argparse():
     assert out.stdout.split()[-1] == "False"
 
 
+def _rich_loaded_after(argv: list[str]) -> bool:
+    """Run the CLI's main(argv) in a fresh interpreter (it must succeed); whether it imported
+    rich, which only the live board and blob lines on a terminal need (cli/board.py)."""
+    probe = (
+        "import sys\nfrom manifesto.cli.main import main\n"
+        f"try:\n    rc = main({argv!r})\nexcept SystemExit as e:\n    rc = e.code\n"
+        "loaded = any(m == 'rich' or m.startswith('rich.') for m in sys.modules)\n"
+        "print('rc', rc or 0, 'rich-loaded' if loaded else 'no-rich')"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split()[-3:-1] == ["rc", "0"], out.stdout + out.stderr
+    return out.stdout.split()[-1] == "rich-loaded"
+
+
+def test_version_help_and_inspect_do_not_load_the_board(registry, arch_images):
+    from manifesto.jobs.copy import copy
+
+    image = arch_images["amd64"]
+    ref = registry.ref("t/startup-board") + ":1"
+    copy(f"oci:{image.layout}:{image.tag}", ref)
+    assert not _rich_loaded_after(["--version"])
+    assert not _rich_loaded_after(["--help"])
+    assert not _rich_loaded_after(["inspect", ref])
+
+
 def test_copy_does_not_load_the_matrix():
     # `manifesto copy` reads no platforms.yaml: neither PyYAML nor the spec reader or the plan is
     # imported (the builder names the parser offers come from matrix.model, plain constants; the

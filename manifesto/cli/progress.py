@@ -79,6 +79,8 @@ class Lines:
         self._thread: threading.Thread | None = None
 
     def __call__(self, event: Event) -> None:
+        if event.phase == progress.PUSHING and event.done is not None:
+            return  # byte counts are for a live display; a log gets the phase lines only
         with self._lock:
             self._current[event.platform] = event
             self._spoke[event.platform] = event.time

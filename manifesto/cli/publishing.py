@@ -79,11 +79,13 @@ def _stderr(line: str) -> None:
     sys.stderr.write(line.rstrip("\n") + "\n")
 
 
-def _options(args: argparse.Namespace, plan: planning.Plan, epoch: int | None, on_event=None):
+def _options(args: argparse.Namespace, plan: planning.Plan, epoch: int | None, on_event=None, on_line=None):
     from manifesto.jobs.publish import Options
 
     quiet = getattr(args, "quiet", False)
     more = {"on_event": on_event} if on_event is not None else {}
+    if on_line is None:
+        on_line = (lambda line: None) if quiet else _stderr
     return Options(
         builder=None,  # each build step's own (jobs.builds.choose_builders: `auto` per Dockerfile)
         jobs=args.jobs or 0,
@@ -93,7 +95,7 @@ def _options(args: argparse.Namespace, plan: planning.Plan, epoch: int | None, o
         no_cache=args.no_cache,
         cache_from=_cache_repo(args.cache_from, "--cache-from"),
         cache_to=_cache_repo(args.cache_to, "--cache-to"),
-        on_line=(lambda line: None) if quiet else _stderr,
+        on_line=on_line,
         on_notice=_stderr,
         **more,
     )
@@ -106,14 +108,21 @@ def _cache_repo(text: str | None, flag: str) -> str | None:
     return cache_repository(text, flag) if text else None
 
 
-def _render(plan: planning.Plan, *, push_by_digest: bool = False) -> str:
+def _render(plan: planning.Plan, args: argparse.Namespace, *, push_by_digest: bool = False) -> str:
     """The plan `--dry-run` prints, each build step with the builder that runs it and why
-    (jobs.builds.choose_builders, as the run itself chooses)."""
-    from manifesto.jobs.builds import choose_builders
+    (jobs.builds.choose_builders, as the run itself chooses), then the build cache it uses."""
+    from manifesto.jobs.builds import Options, cache_lines, choose_builders
     from manifesto.matrix.plan import render
 
-    chosen = [str(choice) for choice in choose_builders(plan)]
-    return render(plan, push_by_digest=push_by_digest, builders=chosen)
+    choices = choose_builders(plan)
+    text = render(plan, push_by_digest=push_by_digest, builders=[str(choice) for choice in choices])
+    options = Options(
+        no_cache=args.no_cache,
+        cache_from=_cache_repo(args.cache_from, "--cache-from"),
+        cache_to=_cache_repo(args.cache_to, "--cache-to"),
+    )
+    cache = cache_lines(plan, choices, options)
+    return text + ("\n" + "\n".join(cache) + "\n" if cache else "")
 
 
 def _check_args(args: argparse.Namespace) -> int | None:
@@ -169,23 +178,25 @@ def _finish(result, report: str | None, quiet: bool = False) -> int:
 def _run(args: argparse.Namespace, plan: planning.Plan, epoch: int | None, **kwargs):
     """jobs.publish.publish with phase lines on stderr (not with -q) and, when it fails, the
     summary table and the --report (what was pushed, untagged) before the error is raised."""
-    from manifesto.cli.progress import Lines, summary
+    from manifesto.cli.progress import summary
     from manifesto.errors import ManifestoError
     from manifesto.jobs.progress import summarize
     from manifesto.jobs.publish import publish, write_json
 
     quiet = getattr(args, "quiet", False)
     events: list = []
-    lines = Lines(_stderr, interval=_heartbeat())
+    show = _watcher(plan, quiet)
+    board = show if hasattr(show, "line") else None
 
     def on_event(event) -> None:
         events.append(event)
         if not quiet:
-            lines(event)
+            show(event)
 
     try:
-        with lines:
-            return publish(plan, _options(args, plan, epoch, on_event), **kwargs)
+        with show:
+            options = _options(args, plan, epoch, on_event, board.line if board is not None else None)
+            return publish(plan, options, **kwargs)
     except ManifestoError as e:
         outcomes = summarize(list(events), [str(s.platform) for s in plan.build_steps])
         if events and not quiet:  # a run refused before any build has no table
@@ -196,6 +207,18 @@ def _run(args: argparse.Namespace, plan: planning.Plan, epoch: int | None, **kwa
             data = {"target": str(plan.target), "error": first, "summary": [o.to_record() for o in outcomes], "pushed": pushed}
             write_json(Path(args.report), data)
         raise
+
+
+def _watcher(plan: planning.Plan, quiet: bool):
+    """Who shows the run: a live board on a terminal (cli/board.py, which loads rich), else plain
+    phase lines with a heartbeat (the CI log's way)."""
+    if not quiet and sys.stderr.isatty():
+        from manifesto.cli.board import Board
+
+        return Board([str(s.platform) for s in plan.build_steps], sys.stderr)
+    from manifesto.cli.progress import Lines
+
+    return Lines(_stderr, interval=_heartbeat())
 
 
 def _heartbeat() -> float:
@@ -239,7 +262,7 @@ def publish(args: argparse.Namespace) -> int:
     epoch = _check_args(args)
     _check_outputs(("--report", args.report), ("--digest-file", args.digest_file))
     if args.dry_run:
-        print(_render(plan, push_by_digest=args.push_by_digest))
+        print(_render(plan, args, push_by_digest=args.push_by_digest))
         return 0
     result = _run(args, plan, epoch, push_index_too=not args.push_by_digest)
     if args.digest_file:
@@ -257,7 +280,7 @@ def build(args: argparse.Namespace) -> int:
     epoch = _check_args(args)
     _check_outputs(("--report", args.report))
     if args.dry_run:
-        print(_render(plan))
+        print(_render(plan, args))
         return 0
     result = _run(args, plan, epoch)
     if not args.quiet:
@@ -338,6 +361,12 @@ def doctor(args: argparse.Namespace) -> int:
 def copy(args: argparse.Namespace) -> int:
     from manifesto.jobs.copy import copy as run
 
-    digest = run(args.source, args.destination, insecure=args.insecure)
+    if sys.stderr.isatty() and not getattr(args, "quiet", False):  # a live line per blob
+        from manifesto.cli.board import BlobBars
+
+        with BlobBars(sys.stderr) as bars:
+            digest = run(args.source, args.destination, insecure=args.insecure, on_bytes=bars)
+    else:
+        digest = run(args.source, args.destination, insecure=args.insecure)
     print(digest)
     return 0

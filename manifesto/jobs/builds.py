@@ -121,8 +121,8 @@ def build_all(
             media_format=plan.matrix.format,
             insecure=options.insecure,
             no_cache=options.no_cache,
-            cache_from=options.cache_from or plan.matrix.build.cache_from,
-            cache_to=options.cache_to or plan.matrix.build.cache_to,
+            cache_from=registry_cache(plan, options)[0],
+            cache_to=registry_cache(plan, options)[1],
         )
         log.info("build_started", platform=str(step.platform), builder=builder.name)
         started = time.monotonic()
@@ -206,6 +206,40 @@ def choose_builders(plan: Plan) -> tuple[Choice, ...]:
             seen[key] = choose(step.builder, step.dockerfile)
         out.append(seen[key])
     return tuple(out)
+
+
+def registry_cache(plan: Plan, options: Options) -> tuple[str | None, str | None]:
+    """(cache from, cache to) repositories: --cache-from/--cache-to, else build.cache."""
+    return options.cache_from or plan.matrix.build.cache_from, options.cache_to or plan.matrix.build.cache_to
+
+
+def cache_lines(plan: Plan, choices: Sequence[Choice], options: Options) -> list[str]:
+    """What `--dry-run` says of the build cache: per buildah/podman platform, its local layer
+    store and the registry cache, then the one caveat on digests. Empty when no step caches.
+
+    Why: a cached step is not run again, so a step whose output differs from run to run keeps
+    its old output; the digests of a cached and an uncached build match only when it does not.
+    """
+    from manifesto.builders import get_builder
+    from manifesto.builders.cache import TOOLS  # the builders that keep a local layer store
+
+    steps = [(s, c.builder) for s, c in zip(plan.build_steps, choices) if c.builder in TOOLS]
+    if not steps:
+        return []
+    cache_from, cache_to = registry_cache(plan, options)
+    remote = ", ".join(f"{k} {v}" for k, v in (("from", cache_from), ("to", cache_to)) if v)
+    tools = {name: get_builder(name) for name in dict.fromkeys(name for _, name in steps)}
+    rows = [(str(step.platform), name, str(tools[name].store(step.platform))) for step, name in steps]
+    width = [max(len(r[i]) for r in rows) for i in range(2)]
+    reuse = "rebuilds every step (--no-cache), then stores the layers in" if options.no_cache else "uses the local cache store"
+    lines = ["build cache"]
+    for platform, name, store in rows:
+        where = f"  {platform:<{width[0]}}  {name:<{width[1]}}  {reuse} {store}"
+        lines.append(where + (f"; registry cache {remote}" if remote else ""))
+    lines.append(
+        "  cached and uncached builds give the same digests under SOURCE_DATE_EPOCH only when every step is deterministic"
+    )
+    return lines
 
 
 def builders_for(names: Sequence[str], given: Builder | None) -> dict[str, Builder]:

@@ -16,7 +16,7 @@ from manifesto.oci.digest import Digest
 from manifesto.oci.reference import LAYOUT_PREFIX, Reference, is_digest, split_layout
 from manifesto.store.layout import LayoutStore
 from manifesto.store.registry.pool import Registries
-from manifesto.transfer import Copier, Place
+from manifesto.transfer import Copier, OnBytes, Place
 
 
 @dataclass(frozen=True)
@@ -47,21 +47,24 @@ class Location:
         return self.tag
 
 
-def copy(source: str, destination: str, *, insecure: bool = False) -> Digest:
+def copy(source: str, destination: str, *, insecure: bool = False, on_bytes: OnBytes | None = None) -> Digest:
     """Copy an image or index with every child from `source` to `destination`; its digest.
 
     The sync wrapper library users call (and the CLI): copy_image runs under asyncio.run with
-    Registries of its own (`insecure`: no TLS verification for any registry).
+    Registries of its own (`insecure`: no TLS verification for any registry). `on_bytes` hears
+    each uploaded blob's progress (transfer.Copier), for a caller that shows it.
     """
 
     async def run() -> Digest:
         async with Registries(insecure=insecure) as registries:
-            return await copy_image(registries, source, destination)
+            return await copy_image(registries, source, destination, on_bytes=on_bytes)
 
     return asyncio.run(run())
 
 
-async def copy_image(registries: Registries, source: str, destination: str) -> Digest:
+async def copy_image(
+    registries: Registries, source: str, destination: str, *, on_bytes: OnBytes | None = None
+) -> Digest:
     """The async core of copy(), with the caller's Registries: the manifest by its exact bytes,
     every blob and child first, the destination tag (else the source's, else latest) last."""
     src, dst = Location.parse(source), Location.parse(destination)
@@ -77,7 +80,7 @@ async def copy_image(registries: Registries, source: str, destination: str) -> D
         ref = next(iter(tags))
     fetched = await src_place.store.get_manifest(src_place.repo, ref)
     dst_place = dst.place(registries, create=True)
-    copier = Copier(dst_place)
+    copier = Copier(dst_place, on_bytes=on_bytes)
     await copier.manifest(src_place, fetched)
     tag = (dst.reference.tag if dst.reference else dst.tag) or (None if is_digest(ref) else ref) or "latest"
     await copier.tag(tag, fetched.raw, fetched.media_type)

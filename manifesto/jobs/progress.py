@@ -10,6 +10,7 @@ summary table and `--report`. Builders' step lines are parsed here, in one place
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class Event:
     digest: str | None = None
     size: int | None = None  # bytes of the image pushed (config + layers + manifest)
     seconds: float | None = None  # how long the phase that just ended took (built, pushed)
+    done: int | None = None  # pushing: bytes of `size` sent so far (None: the push just began)
 
 
 OnEvent = Callable[[Event], None]
@@ -58,6 +60,47 @@ def ignore(event: Event) -> None:
 def event(platform: object, phase: str, **fields: Any) -> Event:
     """An Event for `platform` now."""
     return Event(str(platform), phase, time.time(), **fields)
+
+
+class PushTally:
+    """Turns a Copier's per-blob byte reports (transfer.OnBytes) into `pushing` events per platform.
+
+    Why here: the Copier knows blobs, the watcher knows platforms; a blob two platforms share is
+    sent once and counts for both.
+    """
+
+    def __init__(self, on_event: OnEvent):
+        self.on_event = on_event
+        self._lock = threading.Lock()
+        self._owners: dict[str, list[str]] = {}  # blob digest -> platforms pushing it
+        self._sizes: dict[str, int] = {}  # platform -> bytes of its image
+        self._sent: dict[str, dict[str, int]] = {}  # platform -> blob digest -> bytes sent
+
+    def start(self, platform: object, digests: Iterable[object], size: int) -> None:
+        """`platform`'s push of an image of `size` bytes, made of blobs `digests`, begins."""
+        name = str(platform)
+        with self._lock:
+            self._sizes[name] = size
+            self._sent[name] = {}
+            for d in digests:
+                self._owners.setdefault(str(d), []).append(name)
+
+    def __call__(self, digest: object, done: int, total: int) -> None:
+        out = []
+        with self._lock:
+            for name in self._owners.get(str(digest), ()):
+                sent = self._sent.get(name)
+                if sent is None:
+                    continue
+                sent[str(digest)] = done
+                out.append(event(name, PUSHING, size=self._sizes[name], done=sum(sent.values())))
+        for e in out:
+            self.on_event(e)
+
+    def finish(self, platform: object) -> None:
+        """`platform`'s push is over: later reports of its blobs speak for others only."""
+        with self._lock:
+            self._sent.pop(str(platform), None)
 
 
 def parse_step(line: str) -> tuple[int, int, str] | None:
@@ -137,4 +180,4 @@ def summarize(events: Iterable[Event], platforms: Sequence[str] = ()) -> tuple[O
     return tuple(out)
 
 
-__all__ = ["Event", "OnEvent", "Outcome", "event", "parse_step", "summarize"]
+__all__ = ["Event", "OnEvent", "Outcome", "PushTally", "event", "parse_step", "summarize"]

@@ -92,25 +92,36 @@ def target_place(plan: Plan, registries: Registries) -> Place:
 
 
 async def push_built(
-    copier: Copier, built: BuiltImage, step: BuildStep, registries: Registries, on_event: progress.OnEvent = progress.ignore
+    copier: Copier,
+    built: BuiltImage,
+    step: BuildStep,
+    registries: Registries,
+    on_event: progress.OnEvent = progress.ignore,
+    tally: progress.PushTally | None = None,
 ) -> Entry:
     """Push one built image into the target by digest; its arch tags move with the index.
 
     A natively built image's layout lacks its base layers (BuiltImage.base): they are taken
     from the base (store/overlay.py), mounted when it is in the target's registry. `on_event`
-    hears pushing (the image's size) and pushed (digest, size, seconds) or failed.
+    hears pushing (the image's size; then bytes sent, through `tally`, the copier's on_bytes)
+    and pushed (digest, size, seconds) or failed.
     """
     layout = LayoutStore(built.layout)
     fetched = layout.manifest(built.tag)
     manifest = ImageManifest.parse(fetched.raw, fetched.media_type, f"{step.platform} image")
     size = len(fetched.raw) + sum(blob.size for blob in manifest.blobs())
     on_event(progress.event(step.platform, progress.PUSHING, size=size))
+    if tally is not None:
+        tally.start(step.platform, [blob.digest for blob in manifest.blobs()], size)
     started = time.monotonic()
     try:
         await copier.manifest(Place(*built_place(built.layout, built.base, registries)), fetched)
     except Exception as e:
         on_event(progress.event(step.platform, progress.FAILED, text=(str(e).splitlines() or [type(e).__name__])[0]))
         raise
+    finally:
+        if tally is not None:
+            tally.finish(step.platform)
     seconds = time.monotonic() - started
     on_event(progress.event(step.platform, progress.PUSHED, digest=str(fetched.digest), size=size, seconds=seconds))
     descriptor = Descriptor(fetched.media_type, fetched.digest, len(fetched.raw), step.platform)
@@ -347,7 +358,8 @@ async def _push_as_built(
     async with Registries(insecure=options.insecure) as registries:
         place = target_place(plan, registries)
         target = str(plan.target)
-        copier = Copier(place)
+        tally = progress.PushTally(options.on_event)
+        copier = Copier(place, on_bytes=tally)
         pushes: dict[str, asyncio.Task[Entry]] = {}
 
         def stop_on_failure(task: asyncio.Task[Entry]) -> None:
@@ -356,7 +368,7 @@ async def _push_as_built(
 
         while (item := await inbox.get()) not in (_DONE, _FAILED):
             step, built = item
-            task = asyncio.ensure_future(push_built(copier, built, step, registries, options.on_event))
+            task = asyncio.ensure_future(push_built(copier, built, step, registries, options.on_event, tally))
             task.add_done_callback(stop_on_failure)
             pushes[str(step.platform)] = task
         await asyncio.gather(*pushes.values(), return_exceptions=True)
