@@ -255,7 +255,7 @@ class BuildahBuilder:
         existed = request.output.exists()
         try:
             with (
-                store_lock(self.store(request.platform)),
+                store_lock(self.store(request.platform), cancelled=lambda: self.runner.cancelled, on_wait=lines),
                 registry_access(request, own_args(request.platform), self.credentials) as access,
             ):
                 if access.insecure_hosts:

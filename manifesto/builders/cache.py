@@ -15,8 +15,9 @@ import errno
 import fcntl
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from manifesto.errors import BuildError
 from manifesto.oci.platform import Platform, normalized
 
 LOCK_FILE = "lock"
+POLL = 0.2  # seconds between tries while another run holds a store
 TOOLS = ("buildah", "podman")  # the builders that keep a layer store here
 
 
@@ -39,10 +41,19 @@ def platform_dir(platform: Platform) -> str:
 
 
 @contextmanager
-def store_lock(store: Path, *, wait: bool = True) -> Iterator[bool]:
+def store_lock(
+    store: Path,
+    *,
+    wait: bool = True,
+    cancelled: Callable[[], bool] = lambda: False,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[bool]:
     """Hold the exclusive lock of the store at `store` (created if missing).
 
     Yields True when held; with `wait=False` yields False at once when another process holds it.
+    Waiting polls (never a blocking flock a signal cannot end): `on_wait` hears once that another
+    run holds the store, and `cancelled()` turning true ends the wait with BuildError, so Ctrl-C
+    and SIGTERM stop a build that is still queued behind another run's.
     """
     try:
         store.mkdir(parents=True, exist_ok=True)
@@ -50,13 +61,23 @@ def store_lock(store: Path, *, wait: bool = True) -> Iterator[bool]:
     except OSError as e:
         raise BuildError(f"cannot lock the build cache {store}: {e.strerror or e}") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except OSError as e:
-            if e.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            yield False
-            return
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            if not wait:
+                yield False
+                return
+            if cancelled():
+                raise BuildError(f"cancelled while waiting for the build cache {store}")
+            if on_wait is not None and not told:
+                on_wait(f"waiting for the build cache {store}: another run is building there")
+                told = True
+            time.sleep(POLL)
         yield True
     finally:
         os.close(fd)  # closing drops the lock
@@ -84,38 +105,52 @@ def stores(root: Path | None = None) -> tuple[Path, ...]:
 
 
 def prune(root: Path | None = None) -> tuple[Pruned, ...]:
-    """Delete every layer store under the cache, each under its lock; report what was freed.
+    """Empty every layer store under the cache, each under its lock; report what was freed.
 
-    A store that a running build holds is left alone (its build would fail half-way): each
-    platform store is tried without waiting, and its driver directory stays when one is busy.
+    A store that a running build holds is left alone (its build would fail half-way). Lock
+    files are never deleted: a build waiting on one must lock the file the next build locks.
+    Each driver directory's other contents go only while every one of its store locks is held.
     """
     out: list[Pruned] = []
     for driver_dir in stores(root):
-        busy = False
-        for store in sorted(p for p in driver_dir.iterdir() if p.is_dir() and (p / LOCK_FILE).exists()):
-            with store_lock(store, wait=False) as held:
-                if not held:
+        with ExitStack() as held:
+            busy = False
+            for store in sorted(p for p in driver_dir.iterdir() if p.is_dir() and (p / LOCK_FILE).exists()):
+                if not held.enter_context(store_lock(store, wait=False)):
                     busy = True
                     out.append(Pruned(store, 0, busy=True))
                     continue
-                size = disk_usage(store)
-                _remove(store)
-                out.append(Pruned(store, size))
-        if not busy:
-            size = disk_usage(driver_dir)
-            _remove(driver_dir)
-            if size:
-                out.append(Pruned(driver_dir, size))
-    for tool in TOOLS:
-        try:
-            ((root or cache_home()) / tool).rmdir()  # only when nothing is left in it
-        except OSError:
-            pass
+                out.append(Pruned(store, _empty(store, keep=LOCK_FILE)))
+            if not busy:
+                others = [p for p in driver_dir.iterdir() if not (p.is_dir() and (p / LOCK_FILE).exists())]
+                freed = sum(disk_usage(p) for p in others)
+                for path in others:
+                    _remove(path)
+                if freed:
+                    out.append(Pruned(driver_dir, freed))
     return tuple(out)
 
 
+def _empty(store: Path, *, keep: str) -> int:
+    """Remove everything in `store` but `keep`; the bytes freed."""
+    freed = 0
+    for path in store.iterdir():
+        if path.name == keep:
+            continue
+        freed += disk_usage(path)
+        _remove(path)
+    return freed
+
+
 def disk_usage(path: Path) -> int:
-    """Bytes the files under `path` take (each hard-linked file once; symlinks not followed)."""
+    """Bytes the files under `path` (or `path` itself, a file) take (each hard-linked file
+    once; symlinks not followed)."""
+    if not path.is_dir() or path.is_symlink():
+        try:
+            st = path.lstat()
+        except OSError:
+            return 0
+        return st.st_blocks * 512 if hasattr(st, "st_blocks") else st.st_size
     seen: set[tuple[int, int]] = set()
     total = 0
     for top, dirs, files in os.walk(path):
@@ -132,7 +167,11 @@ def disk_usage(path: Path) -> int:
 
 
 def _remove(path: Path) -> None:
-    """rmtree, making read-only directories (left by some images' layers) writable first."""
+    """rmtree (a file: unlink), making read-only directories (left by some images' layers)
+    writable first."""
+    if not path.is_dir() or path.is_symlink():
+        path.unlink(missing_ok=True)
+        return
 
     def retry(func, name, _exc) -> None:  # type: ignore[no-untyped-def]
         try:

@@ -97,6 +97,11 @@ class Runner:
         self._lock = threading.Lock()
         self._cancelled = False
 
+    @property
+    def cancelled(self) -> bool:
+        """Whether cancel() was called (commands started later are stopped at once)."""
+        return self._cancelled
+
     def cancel(self) -> None:
         """Stop every running command (SIGTERM to its group, SIGKILL after the grace time).
 

@@ -170,7 +170,41 @@ def test_cache_prune_frees_the_stores(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert f"removed {store} (" in done.stdout, done.stdout
     assert done.stdout.splitlines()[-1].startswith("freed ") and "freed 0 B" not in done.stdout, done.stdout
-    assert not (xdg / "manifesto" / "buildah").exists()
+    left = [p for p in (xdg / "manifesto" / "buildah").rglob("*") if not p.is_dir()]
+    assert [p.name for p in left] == ["lock"], left  # lock files stay: a waiting build holds one
+
+
+def test_a_build_waiting_for_another_runs_store_can_be_cancelled(tmp_path: Path) -> None:
+    """Waiting for a store another run holds is a poll, not a blocking flock: a cancel (Ctrl-C,
+    SIGTERM) ends it at once, and the wait is said once."""
+    import threading
+    import time
+
+    from manifesto.errors import BuildError
+
+    store = tmp_path / "store"
+    cancelled = threading.Event()
+    said: list[str] = []
+    outcome: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            with store_lock(store, cancelled=cancelled.is_set, on_wait=said.append):
+                pass
+        except BaseException as e:  # noqa: BLE001 — the test inspects it
+            outcome.append(e)
+
+    with store_lock(store) as held:  # another run is building there
+        assert held
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        time.sleep(0.5)
+        assert thread.is_alive() and len(said) == 1 and "waiting for the build cache" in said[0]
+        started = time.monotonic()
+        cancelled.set()
+        thread.join(timeout=5)
+    assert not thread.is_alive() and time.monotonic() - started < 2
+    assert len(outcome) == 1 and isinstance(outcome[0], BuildError) and "cancelled" in str(outcome[0])
 
 
 # ---- the registry cache --------------------------------------------------------------------------
