@@ -144,7 +144,7 @@ def push(args: argparse.Namespace) -> int:
     from manifesto.lists import push as lists
     from manifesto.lists.rules import build_index, choose_media_type, ensure_tags, problems
     from manifesto.store.registry.pool import Registries
-    from manifesto.transfer import Place
+    from manifesto.transfer import Copier, Place
 
     name = Reference.parse(args.list)
     store = DraftStore()
@@ -160,16 +160,22 @@ def push(args: argparse.Namespace) -> int:
     tags = ensure_tags(name, args.tag)
     index = build_index(draft.entries, media_type, draft.annotations)
 
-    async def run() -> lists.Pushed:
+    async def run(bars) -> lists.Pushed:  # noqa: ANN001 — a BlobBars, or None off a terminal
         async with Registries(insecure=args.insecure or draft.insecure) as regs:
             seen = await lists.preflight(regs, name, tags, unchanged=index.digest)
             place = Place(regs.client(name), name.repository)
             return await lists.push(
                 regs, place, name.name, draft.entries, media_type=media_type, annotations=draft.annotations,
-                tags=tags, seen=seen, read_back=False,
+                tags=tags, seen=seen, read_back=False, copier=Copier(place, on_bytes=bars),
             )  # fmt: skip
 
-    result = asyncio.run(run())
+    if sys.stderr.isatty() and not getattr(args, "quiet", False):  # a live line per blob, as copy shows
+        from manifesto.cli.board import BlobBars
+
+        with BlobBars(sys.stderr) as bars:
+            result = asyncio.run(run(bars))
+    else:
+        result = asyncio.run(run(None))
     if args.purge:
         store.delete(name)
     moved = ", ".join(result.tags_moved) or "none"

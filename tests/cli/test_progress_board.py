@@ -105,6 +105,22 @@ def test_copy_on_a_terminal_shows_a_line_per_blob(tmp_home, registry: Registry, 
     assert re.search(r"Copying blob [0-9a-f]{12} \(.*\)", err), err
 
 
+def test_push_on_a_terminal_shows_a_line_per_blob(tmp_home, registry: Registry, fresh_registry: Registry, unique_repo, arch_images):
+    """Children from another registry are streamed: each blob gets its live line, as in copy."""
+    from tests.support import push_image
+
+    image = arch_images["amd64"]
+    source = push_image(image, f"{unique_repo}:src", registry)
+    env = {**tmp_home.env, "MANIFESTO_KEYRING": "file"}
+    target = fresh_registry.ref(unique_repo, "1")
+    rc, _, err = _on_pty(["create", target, source], env)
+    assert rc == 0, err
+    rc, out, err = _on_pty(["push", target], env)
+    assert rc == 0, err
+    assert out.strip().startswith("sha256:")
+    assert re.search(r"Copying blob [0-9a-f]{12} \(.*\)", err), err
+
+
 def test_copy_off_a_terminal_adds_nothing(cli, registry: Registry, unique_repo, arch_images):
     image = arch_images["amd64"]
     rc, out, err = cli("copy", f"oci:{image.layout}:{image.tag}", registry.ref(unique_repo) + ":1")
