@@ -47,7 +47,6 @@ CHUNK = 1024 * 1024
 # image-layout.md: ref.name follows the `ref` grammar of annotations.md.
 _COMPONENT = r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*"
 _REF_NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_FOREIGN_LAYERS = frozenset({mediatype.DOCKER_FOREIGN_LAYER})
 
 
 class LayoutStore:
@@ -203,7 +202,7 @@ class LayoutStore:
         doc = parse(raw, media_type, f"{self.path}: manifest")
         children: tuple[Descriptor, ...]
         if isinstance(doc, ImageManifest):
-            children = tuple(d for d in doc.blobs() if d.media_type not in _FOREIGN_LAYERS and "urls" not in d.extra)
+            children = tuple(d for d in doc.blobs() if not mediatype.is_nondistributable(d.media_type) and "urls" not in d.extra)
         else:
             children = doc.manifests
         return [d for d in children if not self.blob_path(d.digest).is_file()]
