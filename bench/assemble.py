@@ -21,14 +21,13 @@ from bench.common import (
     BenchError,
     Context,
     Result,
-    cpu_notes,
     index_children,
     interleaved,
     log,
     median,
     run,
     sandbox_env,
-    spread,
+    timed_result,
 )
 
 NAME = "assemble"
@@ -83,20 +82,11 @@ def bench(ctx: Context) -> list[Result]:
             f"{NAME} {i + 1}/{repeat}: manifesto {samples['manifesto'][-1]:.3f} s, docker {samples['docker'][-1]:.3f} s"
         )
 
-    m, d = median(samples["manifesto"]), median(samples["docker"])
     steps = ("create", "annotate", "push")
-    notes = {
-        "manifesto_spread": spread(samples["manifesto"]),
-        "docker_spread": spread(samples["docker"]),
-        "manifesto_steps_median_s": {
-            s: round(median([w[k] for w in per_step["manifesto"]]), 3) for k, s in enumerate(steps)
-        },
-        "docker_steps_median_s": {s: round(median([w[k] for w in per_step["docker"]]), 3) for k, s in enumerate(steps)},
-        **cpu_notes(cpu["manifesto"], cpu["docker"]),
-    }
     return [
-        Result(
-            NAME, "s", m, d, "docker manifest", m / d, TARGET,
-            manifesto_samples=samples["manifesto"], peer_samples=samples["docker"], notes=notes,
+        timed_result(
+            NAME, samples, cpu, "docker", "docker manifest", TARGET,
+            manifesto_steps_median_s={s: round(median([w[k] for w in per_step["manifesto"]]), 3) for k, s in enumerate(steps)},
+            docker_steps_median_s={s: round(median([w[k] for w in per_step["docker"]]), 3) for k, s in enumerate(steps)},
         )
     ]  # fmt: skip

@@ -376,6 +376,25 @@ def cpu_notes(manifesto: Sequence[float], peer: Sequence[float]) -> dict[str, fl
     }
 
 
+def timed_result(
+    name: str, samples: dict[str, list[float]], cpu: dict[str, list[float]], peer: str, peer_name: str,
+    target: float, **notes: object,
+) -> Result:
+    """A timed comparison judged by its ratio: the medians of `samples["manifesto"]` and
+    `samples[peer]`, their spreads and CPU-time notes, plus any `notes` of the benchmark's own."""
+    m, p = median(samples["manifesto"]), median(samples[peer])
+    notes = {
+        **notes,
+        "manifesto_spread": spread(samples["manifesto"]),
+        f"{peer}_spread": spread(samples[peer]),
+        **cpu_notes(cpu["manifesto"], cpu[peer]),
+    }
+    return Result(
+        name, "s", m, p, peer_name, m / p, target,
+        manifesto_samples=samples["manifesto"], peer_samples=samples[peer], notes=notes,
+    )  # fmt: skip
+
+
 def interleaved(repeat: int) -> Iterator[tuple[int, bool]]:
     """(repetition, manifesto_first): alternate who goes first, so drift hits both alike."""
     for i in range(repeat):

@@ -24,14 +24,12 @@ from bench.common import (
     BenchError,
     Context,
     Result,
-    cpu_notes,
     index_children,
     interleaved,
     log,
-    median,
     run,
     sandbox_env,
-    spread,
+    timed_result,
 )
 
 NAME = "copy"
@@ -74,15 +72,4 @@ def bench(ctx: Context) -> list[Result]:
                 raise BenchError(f"{tool}: {host}/{target}-{tool}:1 is not the five-entry index")
         log(f"{NAME} {i + 1}/{repeat}: manifesto {samples['manifesto'][-1]:.3f} s, skopeo {samples['skopeo'][-1]:.3f} s")
 
-    m, s = median(samples["manifesto"]), median(samples["skopeo"])
-    notes = {
-        "manifesto_spread": spread(samples["manifesto"]),
-        "skopeo_spread": spread(samples["skopeo"]),
-        **cpu_notes(cpu["manifesto"], cpu["skopeo"]),
-    }
-    return [
-        Result(
-            NAME, "s", m, s, "skopeo copy --all", m / s, TARGET,
-            manifesto_samples=samples["manifesto"], peer_samples=samples["skopeo"], notes=notes,
-        )
-    ]  # fmt: skip
+    return [timed_result(NAME, samples, cpu, "skopeo", "skopeo copy --all", TARGET)]

@@ -39,14 +39,13 @@ from bench.common import (
     BenchError,
     Context,
     Result,
-    cpu_notes,
     index_children,
     interleaved,
     log,
     median,
     run,
     sandbox_env,
-    spread,
+    timed_result,
 )
 
 NAME = "native"
@@ -134,18 +133,11 @@ def bench_publish(ctx: Context) -> Result:
             samples[tool].append(wall)
             cpu[tool].append(cpu_s)
         log(f"{NAME} {i + 1}/{repeat}: manifesto {samples['manifesto'][-1]:.2f} s, buildah {samples['buildah'][-1]:.1f} s")
-    m, b = median(samples["manifesto"]), median(samples["buildah"])
-    notes = {
-        "base": f"{len(PLATFORMS)} platforms x {' + '.join(map(str, BASE_MIB))} MiB gzip layers (random)",
-        "app": "one COPY of busybox-static (1.3-2.5 MB) per platform + 6 config instructions",
-        "manifesto_spread": spread(samples["manifesto"]),
-        "buildah_spread": spread(samples["buildah"]),
-        **cpu_notes(cpu["manifesto"], cpu["buildah"]),
-    }
-    return Result(
-        NAME, "s", m, b, "buildah build --manifest + manifest push --all", m / b, TARGET,
-        manifesto_samples=samples["manifesto"], peer_samples=samples["buildah"], notes=notes,
-    )  # fmt: skip
+    return timed_result(
+        NAME, samples, cpu, "buildah", "buildah build --manifest + manifest push --all", TARGET,
+        base=f"{len(PLATFORMS)} platforms x {' + '.join(map(str, BASE_MIB))} MiB gzip layers (random)",
+        app="one COPY of busybox-static (1.3-2.5 MB) per platform + 6 config instructions",
+    )
 
 
 def bench_rss(ctx: Context) -> Result:

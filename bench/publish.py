@@ -26,14 +26,12 @@ from bench.common import (
     BenchError,
     Context,
     Result,
-    cpu_notes,
     index_children,
     interleaved,
     log,
-    median,
     run,
     sandbox_env,
-    spread,
+    timed_result,
 )
 
 NAME = "publish"
@@ -98,15 +96,4 @@ def bench(ctx: Context) -> list[Result]:
             cpu[tool].append(cpu_s)
         m_s, b_s = samples["manifesto"][-1], samples["buildah"][-1]
         log(f"{NAME} {i + 1}/{repeat}: manifesto {m_s:.1f} s, buildah {b_s:.1f} s")
-    m, b = median(samples["manifesto"]), median(samples["buildah"])
-    notes = {
-        "manifesto_spread": spread(samples["manifesto"]),
-        "buildah_spread": spread(samples["buildah"]),
-        **cpu_notes(cpu["manifesto"], cpu["buildah"]),
-    }
-    return [
-        Result(
-            NAME, "s", m, b, "buildah build --manifest + manifest push --all", m / b, TARGET,
-            manifesto_samples=samples["manifesto"], peer_samples=samples["buildah"], notes=notes,
-        )
-    ]  # fmt: skip
+    return [timed_result(NAME, samples, cpu, "buildah", "buildah build --manifest + manifest push --all", TARGET)]
