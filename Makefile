@@ -4,6 +4,7 @@
 #   make system-deps  Debian packages (docker-registry, skopeo, buildah, podman, qemu, ...) + binfmt
 #   make demo         end-to-end demo (scripts/demo.sh)
 #   make bench        peer comparisons (bench/run.py)
+#   make dist         wheel and sdist into dist/ (python -m build)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := test
@@ -16,7 +17,7 @@ STAMP  := $(VENV)/.manifesto-installed
 # module-scoped registries) on one worker. Session fixtures run once per worker.
 PYTEST_ARGS ?= -n 2 --dist loadfile -q
 
-.PHONY: test install system-deps prefetch demo bench clean distclean
+.PHONY: test install system-deps prefetch demo bench dist clean distclean
 
 install: $(STAMP)
 
@@ -43,6 +44,15 @@ demo: system-deps install
 bench: install
 	@if [ -f bench/run.py ]; then $(PY) bench/run.py; \
 	else echo "bench/run.py not written yet" >&2; exit 1; fi
+
+# Build the sdist, then the wheel from it (so a file the sdist lacks breaks the wheel too), in
+# pypa/build's isolated environment. Only needs `build` in the venv, not the project installed.
+dist:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check build
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	@ls -1 dist
 
 clean:
 	rm -rf .pytest_cache build dist out

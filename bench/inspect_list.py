@@ -36,6 +36,7 @@ from bench.common import (
 NAME = "inspect"
 TARGET = 2.5
 RUNS = 10  # per round; --repeat sets the rounds (default 5), so 50 runs of each by default
+FLOOR = "import asyncio, httpx, httpcore, h11, anyio._backends._asyncio"
 
 
 def bench(ctx: Context) -> list[Result]:
@@ -69,10 +70,18 @@ def bench(ctx: Context) -> list[Result]:
         "import manifesto.cli.inspect": [str(PYTHON), "-c", "import manifesto.cli.inspect"],
     }
 
+    # The floor: what any Python process that sends one request this way loads before its first
+    # byte (the interpreter, asyncio, httpx, httpcore with h11, anyio's asyncio backend, which
+    # httpcore's locks and sockets use under asyncio). Timed in the same rounds, so floor/docker
+    # says whether the target is reachable at all without leaving that stack.
+    floor = {"floor": [str(PYTHON), "-c", FLOOR]}
     repeat = ctx.repeat()
-    got = timed_rounds(commands, env_m, rounds=repeat, runs=RUNS)
+    got = timed_rounds({**commands, **floor}, env_m, rounds=repeat, runs=RUNS)
     samples = {tool: got[tool].wall for tool in commands}
-    log(f"{NAME}: manifesto {median(samples['manifesto']):.3f} s, docker {median(samples['docker']):.3f} s")
+    log(
+        f"{NAME}: manifesto {median(samples['manifesto']):.3f} s, docker {median(samples['docker']):.3f} s, "
+        f"floor (interpreter + request stack) {median(got['floor'].wall):.3f} s"
+    )
     parts = timed_rounds(breakdown, env_m, rounds=1, runs=RUNS)
 
     m, d = median(samples["manifesto"]), median(samples["docker"])
@@ -82,6 +91,9 @@ def bench(ctx: Context) -> list[Result]:
         "docker_spread": spread(samples["docker"]),
         **cpu_notes(got["manifesto"].cpu, got["docker"].cpu),
         "breakdown_median_s": {k: round(median(v.wall), 4) for k, v in parts.items()},
+        "floor_median_s": round(median(got["floor"].wall), 4),
+        "floor_ratio": round(median(got["floor"].wall) / d, 2),
+        "floor_cpu_median_s": round(median(got["floor"].cpu), 4),
     }
     return [
         Result(

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run.py [--only NAME[,NAME...]] [--repeat N] [--json FILE] [--markdown]
 
-NAME: assemble, inspect, blob, version, copy, copy-rss, publish, native, cache (default: all, in
+NAME: assemble, create-push, inspect, blob, version, copy, copy-rss, publish, native, cache (default: all, in
 that order). --repeat N sets the repetitions of every benchmark (default 5; copy 9; copy-rss,
 publish and native 3; cache 1; inspect and version are hyperfine rounds, see their modules).
 Each benchmark prints `name: manifesto X, peer Y, ratio R (target ...) PASS|FAIL`; progress
@@ -30,6 +30,7 @@ from bench.common import Context, Result, failed, loadavg, machine  # noqa: E402
 
 BENCHMARKS = {
     "assemble": "bench.assemble",
+    "create-push": "bench.create_push",
     "inspect": "bench.inspect_list",
     "blob": "bench.blob_push",
     "version": "bench.version",

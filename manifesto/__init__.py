@@ -1,9 +1,9 @@
 """manifesto: build and publish multi-arch container images.
 
 The public API is the names in `__all__` (docs/api.md): the data types, Registries, the main
-jobs (plan, publish, assemble, copy), builder lookup and the whole error tree. Each loads on
-first use so the command line starts fast (`manifesto --version` imports nothing heavy) and
-`import manifesto` costs nothing until a name is used.
+jobs (plan, publish, assemble, copy, index_add, index_remove), builder lookup and the whole
+error tree. Each loads on first use so the command line starts fast (`manifesto --version`
+imports nothing heavy) and `import manifesto` costs nothing until a name is used.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # what type checkers see (py.typed); at run time __getattr__ 
     )
     from manifesto.jobs.builds import Options
     from manifesto.jobs.copy import copy
+    from manifesto.jobs.index import Edited, index_add, index_remove
     from manifesto.jobs.publish import Result, plan, publish
     from manifesto.jobs.split import assemble
     from manifesto.matrix.plan import Plan
@@ -69,6 +70,9 @@ _EXPORTS = {
     "Result": "manifesto.jobs.publish",
     "assemble": "manifesto.jobs.split",
     "copy": "manifesto.jobs.copy",
+    "Edited": "manifesto.jobs.index",
+    "index_add": "manifesto.jobs.index",
+    "index_remove": "manifesto.jobs.index",
     "plan": "manifesto.jobs.publish",
     "publish": "manifesto.jobs.publish",
     # builders
@@ -109,6 +113,7 @@ __all__ = [
     "Descriptor",
     "Digest",
     "DigestMismatch",
+    "Edited",
     "ImageConfig",
     "ImageIndex",
     "ImageManifest",
@@ -134,6 +139,8 @@ __all__ = [
     "assemble",
     "copy",
     "get_builder",
+    "index_add",
+    "index_remove",
     "plan",
     "publish",
 ]

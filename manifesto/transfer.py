@@ -1,8 +1,9 @@
 """Copy manifests and their content between stores: children first, tags last.
 
 Every blob is moved at most once per run (concurrent copies of a shared layer wait for the one
-in flight), skipped when the target already has it, mounted when source and target are
-repositories of the same store and it can mount, read from its file when the source has local
+in flight), mounted when source and target are repositories of the same store and it can mount
+(without asking first whether the target has it: the mount answers that too), else skipped when
+the target already has it, read from its file when the source has local
 blobs, and streamed otherwise. A blob the source names but holds elsewhere (a natively built
 image's base layers, store/overlay.py) is taken from that origin the same way: mounted when the
 origin is another repository of the target, streamed once otherwise. Child manifests are PUT
@@ -86,19 +87,21 @@ class Copier:
         dst = self.target
         if mediatype.is_nondistributable(descriptor.media_type):
             return  # non-distributable: the manifest's urls point at it
-        if await dst.store.blob_size(dst.repo, descriptor.digest) is not None:
-            self.stats.blobs_skipped += 1
-            return
         origin = source.store.blob_origin(descriptor.digest) if isinstance(source.store, BlobOrigins) else None
         if origin is not None:  # not held there (a native build's base layer): take it from where it is
             source = Place(*origin)
         location = None
         mounter = dst.mounter(source)
         if mounter is not None:
+            # No HEAD first: a mount succeeds whether or not the target already holds the blob,
+            # so asking would be one more round trip per blob for the same answer.
             location = await mounter.mount_blob(dst.repo, descriptor, source.repo)
             if location is None:
                 self.stats.blobs_mounted += 1
                 return
+        if await dst.store.blob_size(dst.repo, descriptor.digest) is not None:
+            self.stats.blobs_skipped += 1  # (a refused mount's session is left to expire)
+            return
         if isinstance(source.store, LocalBlobs) and self.on_bytes is None:
             # a file: the store replays it itself if an upload breaks
             await self._write(descriptor, source.store.blob_path(descriptor.digest), location)

@@ -178,7 +178,7 @@ class TmpHome:
 def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TmpHome:
     """Point HOME, XDG_*_HOME, XDG_RUNTIME_DIR and DOCKER_CONFIG at a tmp dir.
 
-    Also unsets REGISTRY_AUTH_FILE and selects keyring's null backend, so neither
+    Also unsets REGISTRY_AUTH_FILE and DOCKER_AUTH_CONFIG and selects keyring's null backend, so neither
     the CLI nor in-process code can read or write the real user's config/secrets.
     """
     home = tmp_path / "home"
@@ -207,7 +207,7 @@ def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TmpHome:
     )
     for k, v in th.env.items():
         monkeypatch.setenv(k, v)
-    for k in ("REGISTRY_AUTH_FILE", "CONTAINERS_AUTH_FILE"):
+    for k in ("REGISTRY_AUTH_FILE", "CONTAINERS_AUTH_FILE", "DOCKER_AUTH_CONFIG"):
         monkeypatch.delenv(k, raising=False)
     return th
 

@@ -41,6 +41,14 @@ def test_all_names_the_main_jobs_and_builder_lookup() -> None:
         assert callable(getattr(manifesto, name)) and not inspect.iscoroutinefunction(getattr(manifesto, name)), name
 
 
+def test_all_names_the_index_edit_jobs() -> None:
+    # `index add` / `index rm` for library users: sync wrappers, and the Edited they give
+    assert {"index_add", "index_remove", "Edited"} <= set(manifesto.__all__)
+    for name in ("index_add", "index_remove"):
+        assert callable(getattr(manifesto, name)) and not inspect.iscoroutinefunction(getattr(manifesto, name)), name
+    assert manifesto.index_add.__module__ == "manifesto.jobs.index"
+
+
 def test_all_names_the_whole_error_tree() -> None:
     tree = {
         name
@@ -84,7 +92,11 @@ SYNC_WRAPPERS = {
     "manifesto/jobs/publish.py": {"publish"},
     "manifesto/jobs/split.py": {"assemble"},
     "manifesto/jobs/copy.py": {"copy"},
+    "manifesto/jobs/coverage.py": {"check", "resolve_from_base"},
+    "manifesto/jobs/check.py": {"check"},
+    "manifesto/jobs/index.py": {"index_add", "index_remove"},
     "manifesto/builders/native/builder.py": {"NativeBuilder._run"},
+    "manifesto/builders/buildkey.py": {"_run"},  # the build key's base lookup, under the sync Builder.build
 }
 
 

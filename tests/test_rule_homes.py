@@ -220,6 +220,26 @@ def test_oci_without_a_directory_is_refused_alike() -> None:
             parse("oci:")
 
 
+def test_a_layouts_only_tag_is_chosen_in_one_place(tmp_path: Path) -> None:
+    """`oci:DIR` without a tag names the layout's only tag: LayoutStore.reference decides it
+    (through store.places.manifest_reference for every verb) and no other module counts tags."""
+    from manifesto.oci.reference import parse_location
+    from manifesto.store.layout import LayoutStore
+    from manifesto.store.places import manifest_reference
+    from tests.support.images import build_image
+
+    root = Path(__file__).resolve().parents[1] / "manifesto"
+    found = [str(p.relative_to(root)) for p in sorted(root.rglob("*.py")) if "the layout has" in p.read_text()]
+    assert found == ["store/layout.py"]
+    build_image("amd64", tmp_path / "lay", tag="one")
+    location = parse_location(f"oci:{tmp_path / 'lay'}")
+    assert manifest_reference(location) == LayoutStore(tmp_path / "lay").reference(None, "x") == "one"
+    build_image("arm64", tmp_path / "lay", tag="two")
+    with pytest.raises(errors.UsageError, match="the layout has 2 tags; name one as oci:DIR:TAG"):
+        manifest_reference(location)
+    assert manifest_reference(parse_location(f"oci:{tmp_path / 'lay'}:two")) == "two"
+
+
 # ---- exit codes -----------------------------------------------------------------------------------
 
 ERROR_CLASSES = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, errors.ManifestoError)]

@@ -119,3 +119,33 @@ def test_a_plain_http_registry_loads_no_http2_and_http2_still_works_after(regist
     finally:
         tls.stop()
     assert out.stdout.splitlines() == ["h2 after plain: False False", "then: 200 HTTP/2"]
+
+
+# Retries are rare: tenacity (the retry policy's machinery) is imported on a first failed
+# attempt only (store/registry/retry.py), and still retries when one comes. Likewise html, which
+# only an HTML error page needs (store/registry/errors.py).
+_RETRY_PROBE = """
+import asyncio, sys
+from manifesto.store.registry.client import RegistryClient
+
+async def main(host):
+    async with RegistryClient(host, backoff=0.01) as client:
+        await client.check_login()
+    return "tenacity" in sys.modules
+
+print(asyncio.run(main(sys.argv[1])), "html" in sys.modules, asyncio.run(main(sys.argv[2])))
+"""
+
+
+def test_tenacity_is_loaded_only_when_a_request_is_retried(registry):
+    from tests.support.faultproxy import FaultProxy, Respond
+
+    with FaultProxy(registry.host) as proxy:
+        proxy.add(Respond(503), path=r"^/v2/$", times=1)
+        out = subprocess.run(
+            [sys.executable, "-c", _RETRY_PROBE, registry.host, proxy.host],
+            capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        answers = [r.status for r in proxy.requests("GET", r"^/v2/$")]
+    assert out.stdout.split() == ["False", "False", "True"]  # (html: only for HTML error pages)
+    assert answers == [503, 200]  # retried after the 503, as before

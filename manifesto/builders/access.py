@@ -131,7 +131,14 @@ _MOUNT_FROM = re.compile(r"(?:^|,)from=([^,\s]+)")
 def base_registries(
     text: str, args: Mapping[str, str], builtins: Mapping[str, str], name: str = "Dockerfile"
 ) -> tuple[str, ...]:
-    """The registries (sorted, distinct) of the images a Dockerfile pulls.
+    """The registries (sorted, distinct) of the images a Dockerfile pulls (pulled_images)."""
+    return tuple(sorted({ref.registry for ref in pulled_images(text, args, builtins, name)}))
+
+
+def pulled_images(
+    text: str, args: Mapping[str, str], builtins: Mapping[str, str], name: str = "Dockerfile"
+) -> tuple[Reference, ...]:
+    """The references (distinct, in order) of the images a Dockerfile pulls.
 
     BuildKit's own parser (package `dockerfile`) reads it. Global ARGs (before the first FROM)
     take the build arg, else their default, as BuildKit expands FROM. Stage names and numbers and
@@ -174,15 +181,16 @@ def base_registries(
             for flag in command.flags:
                 if flag.lower().startswith("--mount="):
                     images += _MOUNT_FROM.findall(flag[len("--mount=") :])
-    hosts = set()
+    refs: dict[str, Reference] = {}
     for image in images:
         if image.lower() in stages or image.isdigit() or image.lower() == "scratch":
             continue
         try:
-            hosts.add(Reference.parse(expand(image, {**builtins, **meta})).registry)
+            ref = Reference.parse(expand(image, {**builtins, **meta}))
         except InvalidReference:
             continue
-    return tuple(sorted(hosts))
+        refs.setdefault(str(ref), ref)
+    return tuple(refs.values())
 
 
 def expand(word: str, scope: Mapping[str, str]) -> str:

@@ -10,11 +10,14 @@ would hand one platform's cached layers to another), under that store's lock; `n
 rebuilds every step (`--no-cache`), and `cache_from`/`cache_to` name registry repositories
 buildah reads cached layers from and pushes them to (`--cache-from`, `--cache-to`).
 
-Each platform is built into its store under a fixed local name (kept there: the last step's
-image is the cache of that step), then `push`ed into the layout as `oci:DIR:TAG`. The oci:
-transport can only hold OCI manifests (it converts anything else), so a Docker-format build
-(`media_format="docker"`) is pushed to a private `dir:` directory instead and its bytes are
-copied into the layout under the tag. (With --timestamp,
+Each platform's image is kept in its store's directory as an OCI layout (buildkey.EXPORT_DIR)
+beside the build key of its inputs (buildkey.py): a build whose key is the saved one runs no
+buildah at all and copies that image into the requested layout, byte for byte. Otherwise the
+platform is built into its store under a fixed local name (kept there: the last step's image is
+the cache of that step), `push`ed into that export as `oci:DIR:TAG` and copied out from there.
+The oci: transport can only hold OCI manifests (it converts anything else), so a Docker-format
+build (`media_format="docker"`) is pushed to a private `dir:` directory instead, whose bytes
+are copied into the export. (With --timestamp,
 buildah 1.28 still writes a random container ID and hostname into a Docker config; those two
 fields are made fixed first, so Docker-format builds are reproducible too.)
 
@@ -34,15 +37,18 @@ PodmanBuilder (podman.py) is this class with a different tool name and a few fla
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from manifesto.builders.access import Access, Resolve, registry_access
+from manifesto.builders import buildkey
+from manifesto.builders.access import Access, Resolve, default_resolve, pulled_images, registry_access
 from manifesto.builders.base import (
     MEDIA_FORMATS,
     BuildRequest,
@@ -53,6 +59,7 @@ from manifesto.builders.base import (
     requested_format,
     validate_request,
 )
+from manifesto.builders.buildkey import EXPORT_DIR, EXPORT_TAG, PulledDigests, copy_layout_image
 from manifesto.builders.cache import cache_home, platform_dir, store_lock
 from manifesto.builders.runner import Runner, apt_package, missing_tool_message
 from manifesto.errors import (
@@ -110,6 +117,8 @@ class BuildahBuilder:
         self.storage = Path(storage) if storage else default_storage(self.tool)
         self.storage_driver = storage_driver
         self.isolation = isolation
+        self.pulled = PulledDigests(self.credentials or default_resolve)
+        self.file_digests: dict[tuple[int, ...], str] = {}  # buildkey.context_digest's memo
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(storage={str(self.storage)!r}, driver={self.storage_driver!r})"
@@ -253,22 +262,24 @@ class BuildahBuilder:
         )
         lines = trim_unconsumed_warning(on_line, self.implicit_args(request))
         existed = request.output.exists()
+        store = self.store(request.platform)
         try:
             with (
-                store_lock(self.store(request.platform), cancelled=lambda: self.runner.cancelled, on_wait=lines),
+                store_lock(store, cancelled=lambda: self.runner.cancelled, on_wait=lines),
                 registry_access(request, own_args(request.platform), self.credentials) as access,
             ):
                 if access.insecure_hosts:
                     log.info("registries_without_tls", builder=self.name, hosts=list(access.insecure_hosts))
-                argv = self.command(*self.build_args(request, LOCAL_IMAGE, access.authfile), platform=request.platform)
-                self.runner.run(argv, on_line=lines, label=label, env=access.env)
-                if fmt == "oci":
-                    store = LayoutStore(request.output, create=True)
-                    # containers/image rewrites index.json without a lock: one writer per layout at a time.
-                    with store.lock():
-                        self._push(request, f"{LAYOUT_PREFIX}{request.output}:{request.tag}", lines, label, access)
+                key = self.build_key(request)
+                unchanged = not request.no_cache and key is not None and buildkey.saved(store) == key
+                if unchanged and key is not None and self._reuse(request, store):
+                    lines(f"unchanged since the last build (key {key[:12]}): reused its image from {store}")
                 else:
-                    self._push_via_dir(request, lines, label, access)
+                    buildkey.forget(store)
+                    self._build_export(request, store, lines, label, access)
+                    if key is not None:
+                        buildkey.save(store, key)
+                    self._copy_out(request, store)
         except BaseException:
             if not existed:
                 _remove_if_untagged(request.output)
@@ -281,6 +292,69 @@ class BuildahBuilder:
             )
         log.info("build_done", builder=self.name, platform=label, digest=str(built.digest))
         return built
+
+    def build_key(self, request: BuildRequest) -> str | None:
+        """The key of `request`'s inputs (buildkey.py); None when one cannot be had."""
+        tool = buildkey.tool_identity(self.executable)
+        if tool is None:
+            return None
+        try:
+            text = request.dockerfile.read_bytes()
+        except OSError:
+            return None
+        refs = pulled_images(
+            text.decode(errors="replace"), request.args, own_args(request.platform), str(request.dockerfile)
+        )
+        bases = self.pulled.digests(refs, request.insecure)
+        if bases is None:
+            return None
+        try:
+            context = buildkey.context_digest(request.context, request.dockerfile, self.file_digests)
+        except (OSError, ManifestoError) as e:  # unreadable: the build itself says what
+            log.info("build_key_unavailable", platform=str(request.platform), reason=str(e))
+            return None
+        argv = self.build_args(replace(request, no_cache=False), f"{LAYOUT_PREFIX}-", None)
+        return buildkey.build_key({
+            "builder": self.name, "tool": tool, "driver": self.storage_driver, "isolation": self.isolation,
+            "argv": argv, "insecure": request.insecure, "bases": bases,
+            "dockerfile": hashlib.sha256(text).hexdigest(), "context": context,
+        })  # fmt: skip
+
+    def _reuse(self, request: BuildRequest, store: Path) -> bool:
+        """Put the store's last image into the requested layout; False (and a log line) when
+        the export cannot be read whole: the build then runs and replaces it."""
+        try:
+            self._copy_out(request, store)
+        except (ManifestoError, OSError) as e:
+            log.info("build_reuse_failed", builder=self.name, platform=str(request.platform), reason=str(e))
+            return False
+        log.info("build_reused", builder=self.name, platform=str(request.platform), store=str(store))
+        return True
+
+    @staticmethod
+    def _copy_out(request: BuildRequest, store: Path) -> None:
+        """The store's last image into the requested layout under the requested tag."""
+        export = LayoutStore(store / EXPORT_DIR)
+        copy_layout_image(export, EXPORT_TAG, LayoutStore(request.output, create=True), request.tag)
+
+    def _build_export(
+        self, request: BuildRequest, store: Path, on_line: Callable[[str], None], label: str, access: Access
+    ) -> None:
+        """Build `request` into the store's export layout (buildkey.EXPORT_DIR) as EXPORT_TAG.
+
+        The build commits to the local name, whose last step is then cached too, and the image
+        is pushed from there. Building straight to `oci:` saves that push but breaks in buildah
+        1.28 whenever the last step is a cache hit ("locating new copy of image ... image not
+        known"), and with --cache-to ("repository name must have at least one component").
+        A Docker-format image goes through `dir:` (_push_via_dir).
+        """
+        export = store / EXPORT_DIR
+        argv = self.command(*self.build_args(request, LOCAL_IMAGE, access.authfile), platform=request.platform)
+        self.runner.run(argv, on_line=on_line, label=label, env=access.env)
+        if requested_format(request) == "oci":
+            self._push(request, f"{LAYOUT_PREFIX}{export}:{EXPORT_TAG}", on_line, label, access)
+        else:
+            self._push_via_dir(request, export, on_line, label, access)
 
     def push_args(self, destination: str, authfile: Path) -> list[str]:
         """The `push` arguments: the built image to `destination`, layers gzip-compressed.
@@ -297,18 +371,20 @@ class BuildahBuilder:
         argv = self.command(*self.push_args(destination, access.authfile), platform=request.platform)
         self.runner.run(argv, on_line=on_line, label=label, env=access.env)
 
-    def _push_via_dir(self, request: BuildRequest, on_line: Callable[[str], None], label: str, access: Access) -> None:
+    def _push_via_dir(
+        self, request: BuildRequest, layout: Path, on_line: Callable[[str], None], label: str, access: Access
+    ) -> None:
         """Push to a private `dir:` directory (which keeps a Docker manifest as it is), then
-        copy the image into the layout under request.tag (see copy_dir_image)."""
-        request.output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".manifesto-{self.tool}-", dir=request.output.parent))
+        copy the image into `layout` as EXPORT_TAG (see copy_dir_image)."""
+        layout.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".manifesto-{self.tool}-", dir=layout.parent))
         try:
             image = tmp / "image"
             self._push(request, f"dir:{image}", on_line, label, access)
             copy_dir_image(
                 image,
-                LayoutStore(request.output, create=True),
-                request.tag,
+                LayoutStore(layout, create=True),
+                EXPORT_TAG,
                 reproducible=request.source_date_epoch is not None,
             )
         finally:

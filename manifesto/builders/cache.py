@@ -7,6 +7,8 @@ republish with an unchanged context then re-runs no step, and a change re-runs o
 after it. Why a lock: two manifesto runs on one machine building the same platform would
 otherwise write one c/storage root at once; an flock on the store serializes them (and lets
 `manifesto cache prune` skip a store that is in use instead of deleting it under a build).
+Each store also keeps its last image as an OCI layout beside the key of that build's inputs
+(buildkey.py), so an unchanged build runs no builder at all; prune empties those too.
 """
 
 from __future__ import annotations

@@ -51,12 +51,18 @@ def create(args: argparse.Namespace) -> int:
     name = Reference.parse(args.list)
     sources = [Reference.parse(s) for s in args.sources]
     store = DraftStore()
+    pushing = getattr(args, "push", False)
+    if pushing and args.amend:
+        raise UsageError("--push builds the list from SOURCEs alone; --amend edits a local draft (push it with `push`)")
+    if not pushing and getattr(args, "tag", None):
+        raise UsageError("--tag needs --push (or give the tags to `push`)")
 
     def refuse_existing() -> None:
         if store.exists(name) and not args.amend:
             raise UsageError(f"local list {name.familiar} already exists; use --amend to add to it")
 
-    refuse_existing()  # before any network work; again under the lock below
+    if not pushing:
+        refuse_existing()  # before any network work; again under the lock below
     import asyncio
 
     from manifesto.lists.sources import read_sources
@@ -64,10 +70,15 @@ def create(args: argparse.Namespace) -> int:
 
     async def read_all():
         async with Registries(insecure=args.insecure) as regs:
-            return await read_sources(regs, sources)
+            return await read_sources(regs, sources, keep_nested=getattr(args, "keep_nested", False))
 
     read = asyncio.run(read_all())
-    found = [e for source in read for e in source.entries]
+    found = _with_attestations(getattr(args, "attestations", "keep"), sources, read)
+    if pushing:  # one process, no draft on disk: the list goes straight down push's one path
+        entries = list({e.descriptor.digest: e for e in found}.values())
+        kept = _kept_annotations({}, zip(sources, (s.annotations for s in read)))
+        draft = Draft(name, format=args.format, insecure=args.insecure, annotations=kept).with_entries(entries)
+        return push(argparse.Namespace(**{**vars(args), "purge": False}), draft)
     with store.locked(name):
         refuse_existing()
         draft = store.load(name) if store.exists(name) else Draft(name)
@@ -82,6 +93,19 @@ def create(args: argparse.Namespace) -> int:
         store.save(draft)
     print(f"Created manifest list {name} ({_entries(len(draft.entries))})")
     return 0
+
+
+def _with_attestations(how: str, sources: list[Reference], read) -> list:
+    """Every source's entries, its attestations left out under `--attestations strip` (said on stderr)."""
+    from manifesto.lists.rules import dropped_text, split_attestations
+
+    found = []
+    for source, got in zip(sources, read):
+        kept, dropped = split_attestations(got.entries, how)
+        if dropped:
+            print(dropped_text(len(dropped), source.familiar), file=sys.stderr)
+        found += kept
+    return found
 
 
 def _kept_annotations(current: dict[str, str], flattened) -> dict[str, str]:
@@ -127,18 +151,61 @@ def annotate(args: argparse.Namespace) -> int:
         annotations = {**d.annotations, **_pairs(args.annotation, "--annotation")}
         entries = list(draft.entries)
         entries[i] = replace(entry, descriptor=d.with_(platform=platform, annotations=annotations))
+        before = draft
         draft = draft.with_entries(entries)
         index_annotations = _pairs(args.index_annotation, "--index-annotation")
         if index_annotations:
             draft = replace(draft, annotations={**draft.annotations, **index_annotations})
-        store.save(draft)
+        changes = _changes(d.platform, platform, d.annotations, annotations, before.annotations, draft.annotations)
+        if changes:
+            store.save(draft)
+    what = f"{entry.name} ({str(d.digest)[:19]}…)"
+    print(f"Annotated {what}: {', '.join(changes)}" if changes else f"Nothing changed in {what}: it already says so")
     return 0
+
+
+_PLATFORM_FIELDS = (("os", "os"), ("arch", "architecture"), ("variant", "variant"),
+                    ("os.version", "os_version"), ("os.features", "os_features"))  # fmt: skip
+
+
+def _changes(
+    was: Platform | None,
+    now: Platform,
+    was_annotations: dict[str, str],
+    now_annotations: dict[str, str],
+    was_list: dict[str, str],
+    now_list: dict[str, str],
+) -> list[str]:
+    """What `annotate` changed, in words: `arch arm64 → arm`, `variant → v7`, `annotation k=v`."""
+
+    def text(value: object) -> str:
+        return ",".join(value) if isinstance(value, tuple) else str(value or "")
+
+    out = []
+    for label, attr in _PLATFORM_FIELDS:
+        old, new = text(getattr(was, attr, None)), text(getattr(now, attr))
+        if old != new:
+            out.append(f"{label} {old + ' ' if old else ''}→ {new or '(none)'}")
+    out += [f"annotation {k}={v}" for k, v in now_annotations.items() if was_annotations.get(k) != v]
+    out += [f"list annotation {k}={v}" for k, v in now_list.items() if was_list.get(k) != v]
+    return out
 
 
 # ---- push -----------------------------------------------------------------------------------
 
 
-def push(args: argparse.Namespace) -> int:
+def push(args: argparse.Namespace, draft: Draft | None = None) -> int:
+    from manifesto.cli.publishing import _check_outputs
+    from manifesto.cli.report import Recorder
+
+    name = Reference.parse(args.list)
+    _check_outputs(("--report", getattr(args, "report", None)), ("--report-env", getattr(args, "report_env", None)))
+    with Recorder("push", args, name.name) as rec:
+        return _push(args, name, draft, rec)
+
+
+def _push(args: argparse.Namespace, name: Reference, draft: Draft | None, rec) -> int:  # noqa: ANN001
+    """push() within its Recorder (cli/report.py): the report and CI outputs, success or not."""
     import asyncio
 
     from manifesto.lists import push as lists
@@ -146,9 +213,8 @@ def push(args: argparse.Namespace) -> int:
     from manifesto.store.registry.pool import Registries
     from manifesto.transfer import Copier, Place
 
-    name = Reference.parse(args.list)
     store = DraftStore()
-    draft = store.load(name)
+    draft = store.load(name) if draft is None else draft  # `create --push` hands its list over
     if not draft.entries:
         raise UsageError(f"local list {name.familiar} has no entries")
     media_type = choose_media_type(draft.entries, args.format or draft.format)
@@ -181,8 +247,26 @@ def push(args: argparse.Namespace) -> int:
     moved = ", ".join(result.tags_moved) or "none"
     kept = f"; unchanged: {', '.join(result.tags_unchanged)}" if result.tags_unchanged else ""
     print(f"Pushed {name.name} ({mediatype.format_name(result.index.media_type)}, {_entries(len(result.index.manifests))}); tags: {moved}{kept}", file=sys.stderr)
-    print(result.index.digest)
+    rec.succeeded(_pushed_facts(name, result, rec.report is not None))
+    if not rec.owns_stdout:  # `--report -`: the report is stdout, the digest in it
+        print(result.index.digest)
     return 0
+
+
+def _pushed_facts(name: Reference, result, body: bool):  # noqa: ANN001 — a lists.push.Pushed
+    """What `push` did, for the report and CI outputs; the report body (a publish report's
+    `platforms` and `index`, jobs.publish.Result) only when a report is written."""
+    from manifesto.cli.report import Facts, Row
+
+    rows = tuple(Row(str(e.platform), "ok", str(e.digest), e.size, e.source_label) for e in result.entries)
+    fields = {}
+    if body:
+        from manifesto.jobs.publish import Result
+
+        done = Result(name.name, result.entries, result.index, result.tags_moved, result.tags_unchanged)
+        fields = {k: v for k, v in done.report().items() if k != "target"}
+    digest = str(result.index.digest)
+    return Facts("push", name.name, digest, result.tags_moved, result.tags_unchanged, rows, fields)
 
 
 # ---- rm -------------------------------------------------------------------------------------

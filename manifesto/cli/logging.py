@@ -1,8 +1,12 @@
-"""Log setup for the CLI: structlog events, readable on a terminal, JSON lines elsewhere.
+"""Log setup for the CLI: structlog events as plain lines for people, JSON lines when asked.
 
+Plain on every output, a terminal or a CI log alike (`manifesto: warning: push forced
+problem=...`): a person reads a CI log too, and guessing JSON from "not a terminal" turned every
+warning there into an object. JSON lines only with `--log-format json`, for a log collector.
 Every event, ours or the standard library's (httpx, keyring), passes through one processor,
-`manifesto.redact.redact_secrets`, before it is rendered. structlog is imported only inside `configure`: it costs ~35-100 ms to import and
-the CLI must start in under 100 ms, so importing this module must stay nearly free.
+`manifesto.redact.redact_secrets`, before either renderer. structlog is imported only inside
+`configure`: it costs ~35-100 ms to import and the CLI must start in under 100 ms, so importing
+this module must stay nearly free.
 """
 
 from __future__ import annotations
@@ -17,6 +21,40 @@ if TYPE_CHECKING:  # annotations only; importing typing costs ~3 ms at CLI start
 
 _handler: Any = None  # the stdlib handler `configure` installed, so it can be replaced
 _QUIET_LOGGERS = ("httpcore", "hpack")  # their DEBUG output is per-byte noise
+FORMATS = ("text", "json")  # --log-format
+_META = ("level", "timestamp", "logger", "exception", "stack")  # not shown as key=value
+
+
+def _value(value: Any) -> str:
+    """A field's value on a plain line: a word bare, other text quoted, anything else as JSON."""
+    import json
+
+    if not isinstance(value, str):
+        return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
+    if value and value.isprintable() and not any(ch.isspace() or ch in "\"='" for ch in value):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def plain_line(logger: Any, name: str, event: dict[str, Any]) -> str:
+    """structlog renderer: `manifesto: LEVEL: what happened key=value ...`, one line per event.
+
+    An event named like an identifier (`push_forced`) is read out with spaces; a standard
+    library record keeps its message and is prefixed with its logger (`httpx: ...`). A
+    traceback follows on indented lines (it is already text, and redacted).
+    """
+    level = str(event.get("level") or name).lower()
+    what = str(event.get("event", ""))
+    if what.replace("_", "").isalnum() and what.islower():
+        what = what.replace("_", " ")
+    if event.get("logger"):
+        what = f"{event['logger']}: {what}"
+    fields = " ".join(f"{k}={_value(v)}" for k, v in event.items() if k != "event" and k not in _META)
+    line = f"manifesto: {level}: {what}" + (f" {fields}" if fields else "")
+    extra = [str(event[k]) for k in ("stack", "exception") if event.get(k)]
+    for text in extra:
+        line += "".join(f"\n  {part}" for part in text.rstrip().splitlines())
+    return line
 
 
 def _level(verbosity: int, debug: bool) -> int:
@@ -27,18 +65,11 @@ def _level(verbosity: int, debug: bool) -> int:
     return logging.INFO if verbosity >= 1 else logging.WARNING
 
 
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
 def configure(
     verbosity: int = 0,
     debug: bool = False,
     stream: TextIO | None = None,
-    json: bool | None = None,
+    json: bool = False,
     lazy: bool = False,
 ) -> None:
     """Set the level of manifesto's loggers and set up structlog (see `_configure_now`).
@@ -71,36 +102,31 @@ def _configure_now(
     verbosity: int = 0,
     debug: bool = False,
     stream: TextIO | None = None,
-    json: bool | None = None,
+    json: bool = False,
 ) -> None:
     """Set up structlog and the stdlib root logger to write redacted events to stream.
 
-    WARNING by default, INFO with -v, DEBUG with -vv or --debug. A TTY gets the console
-    renderer, anything else JSON lines; `json` overrides that guess. stream defaults to
+    WARNING by default, INFO with -v, DEBUG with -vv or --debug. Plain lines (`plain_line`)
+    on any stream, JSON lines (with an ISO timestamp) when `json`. stream defaults to
     sys.stderr as it is at call time (so pytest's capture and redirections are honoured).
     Third-party stdlib loggers stay at WARNING unless --debug, so -v shows our events only.
     Calling it again replaces the previous setup.
     """
     import logging
-    import os
 
     import structlog
 
     global _handler
     stream = sys.stderr if stream is None else stream
     level = _level(verbosity, debug)
-    use_json = (not _isatty(stream)) if json is None else json
 
     renderer: Any
-    if use_json:
+    if json:
         timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
         renderer = structlog.processors.JSONRenderer()
-    else:  # a person reading along wants the wall-clock time, not the date and zone
-        timestamper = structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False)
-        colors = _isatty(stream) and "NO_COLOR" not in os.environ
-        renderer = structlog.dev.ConsoleRenderer(
-            colors=colors, exception_formatter=structlog.dev.plain_traceback
-        )
+    else:  # a CI log stamps its own lines; a person at a terminal has the command's own lines
+        timestamper = lambda logger, name, event: event  # noqa: E731
+        renderer = plain_line
 
     # Tracebacks become text before redaction, so their messages are scrubbed too.
     structlog.configure(

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # imported where a parser is built: `--version` needs none (~
     import argparse
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_WOULD_CHANGE = 8  # `publish --check`: a publish would move a tag (a result, not an error)
 
 # Error class (by name in manifesto.errors) -> exit code; subclasses take their nearest listed
 # ancestor's code and anything else EXIT_FAILURE. Names, not classes, so --version and --help
@@ -54,6 +55,10 @@ def _add_common(p: argparse.ArgumentParser, top: bool = False) -> None:
     default = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="count", default=default(0), help="more log output (-vv for debug)")
     p.add_argument("--debug", action="store_true", default=default(False), help="debug logs and tracebacks")
+    p.add_argument(
+        "--log-format", choices=("text", "json"), default=default("text"),
+        help="log lines as plain text (default) or JSON lines",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     from manifesto.cli import commands
 
     commands.register(sub, _add_common)
+    from manifesto.cli import helptext
+
+    helptext.apply(parser)  # commands by group, and every command's examples
     return parser
 
 
@@ -88,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     from manifesto.cli.logging import configure
 
     # At the default level most commands log nothing: set structlog up only if they do.
-    configure(verbosity=args.verbose, debug=args.debug, lazy=not (args.verbose or args.debug))
+    configure(
+        verbosity=args.verbose, debug=args.debug, json=args.log_format == "json", lazy=not (args.verbose or args.debug)
+    )
     from manifesto.errors import ManifestoError
 
     _stop_on_signals()
@@ -100,7 +110,12 @@ def main(argv: list[str] | None = None) -> int:
 
             traceback.print_exc()
         code = exit_code(e)
-        _fail(str(e), code)
+        from manifesto.cli import ci
+
+        if ci.github():  # an annotation too (a spec error: on its line)
+            ci.report_failure(e, lambda: _fail(str(e), code))
+        else:
+            _fail(str(e), code)
         return code
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP turned into one (running builds cancelled)
         signum = getattr(e, "signum", None)

@@ -41,17 +41,19 @@ def _target(text: str) -> Target:
 
 
 def _load(args: argparse.Namespace, target: Target | None = None) -> planning.Plan:
-    """The plan of -f with --image (or `target`), --tag, --builder and --platform (jobs.publish.plan)."""
+    """The plan of -f with --image (or `target`), --tag, --builder and --platform (jobs.publish.plan);
+    --image repeated publishes to each (the first, then its mirrors)."""
     from manifesto.jobs.publish import plan
 
-    if target is None and getattr(args, "image", None):
-        target = _target(args.image)
+    images = getattr(args, "image", None) or []  # doctor's --image is one, publish's repeatable
+    targets = [target] if target is not None else [_target(i) for i in ([images] if isinstance(images, str) else images)]
     return plan(
         args.file,
-        image=target,
+        image=targets or None,
         tags=getattr(args, "tag", None) or (),
         platforms=_platforms(getattr(args, "platform", []) or []),
         builder=getattr(args, "builder", None),
+        insecure=getattr(args, "insecure", False),
     )
 
 
@@ -125,6 +127,37 @@ def _render(plan: planning.Plan, args: argparse.Namespace, *, push_by_digest: bo
     return text + ("\n" + "\n".join(cache) + "\n" if cache else "")
 
 
+def _would_change(args: argparse.Namespace, plan: planning.Plan, epoch: int | None) -> int:
+    """`publish --check`: build, compute the index, push nothing (jobs/check.py); per tag
+    `TAG: FROM → TO` (or unchanged) on stdout (on stderr with `--report -`); the report and CI
+    outputs say the same (cli/report.check_facts); exit 0 when no tag would move, else 8."""
+    from manifesto.cli.main import EXIT_WOULD_CHANGE
+    from manifesto.cli.report import check_facts
+    from manifesto.jobs.check import check
+
+    for flag, value in {"--dry-run": args.dry_run, "--push-by-digest": args.push_by_digest}.items():
+        if value:
+            raise UsageError(f"--check does not go with {flag} (it pushes nothing; stdout says what would move)")
+    with _recorder("publish --check", args, str(plan.target)) as rec:
+        result = check(plan, _options(args, plan, epoch))
+        rec.succeeded(check_facts(result))
+    out = sys.stderr if rec.owns_stdout else sys.stdout
+    for t in result.tags:
+        print(f"{t.name}: {t.now or 'absent'} → {t.wanted}" if t.changes else f"{t.name}: {t.wanted} (unchanged)", file=out)
+    moving = [t for t in result.tags if t.changes]
+    if not args.quiet:
+        _stderr(f"index {result.index.digest}: {len(moving)} of {len(result.tags)} tag(s) would move; nothing pushed")
+    return EXIT_WOULD_CHANGE if moving else 0
+
+
+def _warn_coverage(plan: planning.Plan, args: argparse.Namespace) -> None:
+    """A warning line per matrix platform a base image does not provide (jobs/coverage.py)."""
+    from manifesto.jobs.coverage import check
+
+    for gap in check(plan, insecure=getattr(args, "insecure", False)):
+        _stderr(f"manifesto: warning: {gap.message}")
+
+
 def _check_args(args: argparse.Namespace) -> int | None:
     """What can be refused before a plan is made or anything is built; returns the epoch."""
     if args.jobs is not None and args.jobs < 1:
@@ -133,9 +166,10 @@ def _check_args(args: argparse.Namespace) -> int | None:
 
 
 def _check_outputs(*outputs: tuple[str, str | None]) -> None:
-    """Refuse an unwritable --report / --digest-file now, not after the push."""
+    """Refuse an unwritable --report / --report-env / --digest-file now, not after the push
+    (`--report -` is stdout)."""
     for flag, value in outputs:
-        if value:
+        if value and not (flag == "--report" and value == "-"):
             _check_writable(Path(value), flag)
 
 
@@ -157,56 +191,96 @@ def _check_writable(path: Path, flag: str) -> None:
         raise UsageError(f"{flag} {path}: cannot write in {ancestor}")
 
 
-def _finish(result, report: str | None, quiet: bool = False) -> int:
-    """The summary table (not with -q), the --report, and the result: the index digest."""
+def _recorder(command: str, args: argparse.Namespace, image: str):
+    """The run's Recorder (cli/report.py): --report, --report-env and GitHub Actions outputs."""
+    from manifesto.cli.report import Recorder
+
+    return Recorder(command, args, image)
+
+
+def _facts(command: str, result):
+    """A publish or assemble Result as the report and CI outputs say it; without an index
+    (push-by-digest) the digest is the one image's when just one platform was built."""
+    from manifesto.cli.report import Facts, outcome_rows
+
+    digest = result.index.digest if result.index is not None else None
+    if digest is None and len(result.children) == 1:
+        digest = result.children[0].digest
+    rows = outcome_rows(result.outcomes, result.children)
+    return Facts(command, result.target, str(digest) if digest else None, result.tags_moved, result.tags_unchanged, rows, result.report())
+
+
+def _landed(result) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    """(target, tags moved, tags unchanged) of each target a Result names, else of its one target."""
+    if result.targets:
+        return [(t.target, t.tags_moved, t.tags_unchanged) for t in result.targets]
+    return [(result.target, result.tags_moved, result.tags_unchanged)]
+
+
+def _finish(result, rec, quiet: bool = False) -> int:
+    """The summary table (not with -q), the facts for `rec` (the report, CI outputs), and the
+    result: the index digest (not with `--report -`, whose document holds it)."""
     from manifesto.cli.progress import summary
-    from manifesto.jobs.publish import write_json
 
     if not quiet:
         sys.stderr.write(summary(result.outcomes, result.children) + "\n")
-    if report:
-        write_json(Path(report), result.report())
+    rec.succeeded(_facts(rec.command, result))
     if result.index is not None:
-        if not quiet:
-            moved = ", ".join(result.tags_moved) or "none"
-            kept = f" (unchanged: {', '.join(result.tags_unchanged)})" if result.tags_unchanged else ""
-            sys.stderr.write(f"index {result.index.digest} -> {result.target} tags: {moved}{kept}\n")
-        print(result.index.digest)
+        if not quiet:  # a line per target (an `image:` list has several), the first first
+            for target, tags_moved, tags_unchanged in _landed(result):
+                moved = ", ".join(tags_moved) or "none"
+                kept = f" (unchanged: {', '.join(tags_unchanged)})" if tags_unchanged else ""
+                sys.stderr.write(f"index {result.index.digest} -> {target} tags: {moved}{kept}\n")
+        if not rec.owns_stdout:
+            print(result.index.digest)
     return 0
 
 
-def _run(args: argparse.Namespace, plan: planning.Plan, epoch: int | None, **kwargs):
-    """jobs.publish.publish with phase lines on stderr (not with -q) and, when it fails, the
-    summary table and the --report (what was pushed, untagged) before the error is raised."""
+def _run(args: argparse.Namespace, plan: planning.Plan, epoch: int | None, rec=None, **kwargs):
+    """jobs.publish.publish with phase lines on stderr (not with -q), each platform's build log
+    in a group under GitHub Actions, the phase timings for `rec`, and, when it fails, the
+    summary table and what was pushed (untagged) for `rec` before the error is raised."""
+    import time
+
+    from manifesto.cli import ci
     from manifesto.cli.progress import summary
+    from manifesto.cli.report import Facts, outcome_rows, publish_phases
     from manifesto.errors import ManifestoError
     from manifesto.jobs.progress import summarize
-    from manifesto.jobs.publish import publish, write_json
+    from manifesto.jobs.publish import publish
 
     quiet = getattr(args, "quiet", False)
     events: list = []
     show = _watcher(plan, quiet)
     board = show if hasattr(show, "line") else None
+    groups = ci.Groups(_stderr) if board is None and not quiet and ci.github() else None
 
     def on_event(event) -> None:
         events.append(event)
+        if groups is not None:
+            groups.event(event)
         if not quiet:
             show(event)
 
+    line = board.line if board is not None else groups.line if groups is not None else None
     try:
         with show:
-            options = _options(args, plan, epoch, on_event, board.line if board is not None else None)
+            options = _options(args, plan, epoch, on_event, line)
             return publish(plan, options, **kwargs)
-    except ManifestoError as e:
+    except ManifestoError:
         outcomes = summarize(list(events), [str(s.platform) for s in plan.build_steps])
         if events and not quiet:  # a run refused before any build has no table
             sys.stderr.write(summary(outcomes) + "\n")
-        if args.report and events:
+        if rec is not None:
             pushed = [o.to_record() for o in outcomes if o.status == "pushed"]
-            first = (str(e).splitlines() or [type(e).__name__])[0]
-            data = {"target": str(plan.target), "error": first, "summary": [o.to_record() for o in outcomes], "pushed": pushed}
-            write_json(Path(args.report), data)
+            body = {"summary": [o.to_record() for o in outcomes], "pushed": pushed, "targets": [{"target": str(t)} for t in plan.targets]}
+            rec.failed_with(Facts(rec.command, str(plan.target), rows=outcome_rows(outcomes), body=body))
         raise
+    finally:
+        if groups is not None:
+            groups.close()
+        if rec is not None:
+            rec.phases = publish_phases(events, rec.started, time.time())
 
 
 def _watcher(plan: planning.Plan, quiet: bool):
@@ -260,16 +334,20 @@ def publish(args: argparse.Namespace) -> int:
         raise UsageError("--push-by-digest needs a registry target")
     _refuse_partial(args, plan)  # --dry-run too: the plan it prints is one that can run
     epoch = _check_args(args)
-    _check_outputs(("--report", args.report), ("--digest-file", args.digest_file))
+    _check_outputs(("--report", args.report), ("--report-env", args.report_env), ("--digest-file", args.digest_file))
+    if getattr(args, "check", False):
+        return _would_change(args, plan, epoch)
     if args.dry_run:
         print(_render(plan, args, push_by_digest=args.push_by_digest))
+        _warn_coverage(plan, args)
         return 0
-    result = _run(args, plan, epoch, push_index_too=not args.push_by_digest)
-    if args.digest_file:
-        from manifesto.jobs.publish import write_json
+    with _recorder("publish", args, str(plan.target)) as rec:
+        result = _run(args, plan, epoch, rec, push_index_too=not args.push_by_digest)
+        if args.digest_file:
+            from manifesto.jobs.publish import write_json
 
-        write_json(Path(args.digest_file), result.report())
-    return _finish(result, args.report, args.quiet)
+            write_json(Path(args.digest_file), result.report())
+        return _finish(result, rec, args.quiet)
 
 
 def build(args: argparse.Namespace) -> int:
@@ -282,19 +360,21 @@ def build(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(_render(plan, args))
         return 0
-    result = _run(args, plan, epoch)
-    if not args.quiet:
-        sys.stderr.write(f"wrote OCI image layout {output}\n")
-    return _finish(result, args.report, args.quiet)
+    with _recorder("build", args, str(plan.target)) as rec:
+        result = _run(args, plan, epoch, rec)
+        if not args.quiet:
+            sys.stderr.write(f"wrote OCI image layout {output}\n")
+        return _finish(result, rec, args.quiet)
 
 
 def assemble(args: argparse.Namespace) -> int:
     from manifesto.jobs.split import assemble as run
 
     plan = _load(args)
-    _check_outputs(("--report", args.report))
-    result = run(plan, args.digest_files, insecure=args.insecure)
-    return _finish(result, args.report)
+    _check_outputs(("--report", args.report), ("--report-env", args.report_env))
+    with _recorder("assemble", args, str(plan.target)) as rec:
+        result = run(plan, args.digest_files, insecure=args.insecure, on_notice=_stderr)
+        return _finish(result, rec)
 
 
 def _registry_problems(ref: Reference, insecure: bool) -> list:
@@ -328,6 +408,7 @@ def doctor(args: argparse.Namespace) -> int:
     builders: tuple[str, ...] = (args.builder,) if args.builder and args.builder != "auto" else ("buildah",)
     platforms: list[Platform] = _platforms(args.platform or [])
     ref = _target(args.image).reference if args.image else None
+    plan = None
     if Path(args.file).exists() or args.file != "platforms.yaml":
         plan = _load(args)
         chosen = tuple(dict.fromkeys(c.builder for c in choose_builders(plan)))
@@ -337,8 +418,9 @@ def doctor(args: argparse.Namespace) -> int:
     registry_check = (lambda: _registry_problems(ref, args.insecure)) if ref is not None else None
 
     problems = run_checks(
-        builders, platforms, registry_check, fix=args.fix, on_line=lambda line: print(line, file=sys.stderr)
-    )
+        builders, platforms, registry_check, fix=args.fix, on_line=lambda line: print(line, file=sys.stderr),
+        plan=plan, insecure=args.insecure,
+    )  # fmt: skip
     builder = ", ".join(builders)
     names = ", ".join(str(p) for p in platforms) or "no platforms"
     if not problems:
@@ -359,14 +441,28 @@ def doctor(args: argparse.Namespace) -> int:
 
 
 def copy(args: argparse.Namespace) -> int:
+    from manifesto.cli.report import Facts
+    from manifesto.jobs.copy import Location
     from manifesto.jobs.copy import copy as run
+    from manifesto.oci.reference import LAYOUT_PREFIX
 
-    if sys.stderr.isatty() and not getattr(args, "quiet", False):  # a live line per blob
-        from manifesto.cli.board import BlobBars
+    _check_outputs(("--report", args.report), ("--report-env", args.report_env))
+    dst = Location.parse(args.destination)
+    image = dst.reference.name if dst.reference is not None else f"{LAYOUT_PREFIX}{dst.layout}"
+    tags: list[str] = []
+    stripping = {"attestations": args.attestations, "on_notice": _stderr}  # --attestations strip says what it left out
+    stripping["referrers"] = args.referrers  # --referrers: says how many it copied
+    with _recorder("copy", args, image) as rec:
+        rec.failed_with(Facts("copy", image, body={"source": args.source}))
+        if sys.stderr.isatty() and not getattr(args, "quiet", False):  # a live line per blob
+            from manifesto.cli.board import BlobBars
 
-        with BlobBars(sys.stderr) as bars:
-            digest = run(args.source, args.destination, insecure=args.insecure, on_bytes=bars)
-    else:
-        digest = run(args.source, args.destination, insecure=args.insecure)
-    print(digest)
+            with BlobBars(sys.stderr) as bars:
+                digest = run(args.source, args.destination, insecure=args.insecure, on_bytes=bars, on_tag=tags.append, **stripping)
+        else:
+            digest = run(args.source, args.destination, insecure=args.insecure, on_tag=tags.append, **stripping)
+        body = {"source": args.source, "digest": str(digest), "tags": tags}
+        rec.succeeded(Facts("copy", image, str(digest), tuple(tags), body=body))
+        if not rec.owns_stdout:
+            print(digest)
     return 0

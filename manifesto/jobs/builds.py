@@ -42,7 +42,7 @@ def _ignore(line: str) -> None:
 @dataclass(frozen=True)
 class Options:
     builder: Builder | None = None  # every step's builder; None: each step's own, by name
-    jobs: int = 0
+    jobs: int = 0  # builds at once; 0: default_jobs
     source_date_epoch: int | None = None
     insecure: bool = False
     keep_work: bool = False
@@ -150,7 +150,7 @@ def build_all(
             on_built(step, built)
         return built
 
-    jobs = options.jobs or min(len(steps), os.cpu_count() or 1)
+    jobs = options.jobs or default_jobs(len(steps))
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="build")
     futures = [pool.submit(one, s, c) for s, c in zip(steps, choices)]
     results: list[BuiltImage] = []
@@ -188,6 +188,18 @@ def build_all(
         tail = first.log_tail if isinstance(first, BuildError) else ""
         raise BuildError(f"{step.platform}: build failed: {first}{others}" + (f"\n{tail}" if tail else ""), log_tail=tail)
     return results
+
+
+def default_jobs(steps: int) -> int:
+    """Builds at once unless --jobs says: one per step, at most four per core.
+
+    Why more than one per core: a build spends much of its time waiting (the builder's own
+    child processes, a layer commit written and synced to disk per step, pulls), so one build
+    per core leaves the cores idle; measured on the five-platform hello example with the layer
+    cache on 2 cores under other load, all five at once took 60-70% of the wall time of two at
+    once. The bound keeps a large matrix from starting dozens of builder processes at once.
+    """
+    return max(1, min(steps, 4 * (os.cpu_count() or 1)))
 
 
 def choose_builders(plan: Plan) -> tuple[Choice, ...]:

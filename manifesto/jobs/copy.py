@@ -8,14 +8,23 @@ streamed otherwise; the destination tag is set last.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from manifesto.errors import UsageError
+from manifesto.jobs.referrers import End, carry
+from manifesto.lists.edit import Change, apply
+from manifesto.lists.rules import dropped_text, split_attestations
+from manifesto.oci.descriptor import KEEP
 from manifesto.oci.digest import Digest
-from manifesto.oci.reference import LAYOUT_PREFIX, Reference, is_digest, split_layout
+from manifesto.oci.manifest import ImageIndex, parse
+from manifesto.oci.reference import LayoutReference, Reference, is_digest, parse_location
 from manifesto.store.layout import LayoutStore
+from manifesto.store.protocol import Fetched
+from manifesto.store.referrers import Api, Finder
 from manifesto.store.registry.pool import Registries
+from manifesto.store.registry.referrers import list_referrers
 from manifesto.transfer import Copier, OnBytes, Place
 
 
@@ -29,16 +38,23 @@ class Location:
 
     @classmethod
     def parse(cls, text: str) -> Location:
-        if text.startswith(LAYOUT_PREFIX):
-            path, tag = split_layout(text)  # a ':' in the directory name is no tag
-            return cls(layout=Path(path), tag=tag)
-        return cls(reference=Reference.parse(text.removeprefix("docker://")))
+        where = parse_location(text)  # the one reading of REF, docker://REF, oci:DIR[:TAG|@DIGEST]
+        if isinstance(where, LayoutReference):
+            return cls(layout=Path(where.path), tag=where.reference)
+        return cls(reference=where)
 
     def place(self, registries: Registries, create: bool = False) -> Place:
         if self.layout is not None:
             return Place(LayoutStore(self.layout, create=create), "")
         assert self.reference is not None
         return Place(registries.client(self.reference), self.reference.repository)
+
+    def referrers_api(self, registries: Registries) -> Api | None:
+        """A registry's referrers API (a layout has only the tag schema: None)."""
+        if self.reference is None:
+            return None
+        client = registries.client(self.reference)
+        return lambda repo, digest: list_referrers(client, repo, digest)
 
     @property
     def manifest_reference(self) -> str | None:
@@ -47,41 +63,100 @@ class Location:
         return self.tag
 
 
-def copy(source: str, destination: str, *, insecure: bool = False, on_bytes: OnBytes | None = None) -> Digest:
+def copy(
+    source: str,
+    destination: str,
+    *,
+    insecure: bool = False,
+    on_bytes: OnBytes | None = None,
+    on_tag: Callable[[str], None] | None = None,
+    attestations: str = KEEP,
+    on_notice: Callable[[str], None] | None = None,
+    referrers: bool = False,
+) -> Digest:
     """Copy an image or index with every child from `source` to `destination`; its digest.
 
     The sync wrapper library users call (and the CLI): copy_image runs under asyncio.run with
     Registries of its own (`insecure`: no TLS verification for any registry). `on_bytes` hears
-    each uploaded blob's progress (transfer.Copier), for a caller that shows it.
+    each uploaded blob's progress (transfer.Copier), for a caller that shows it; `on_tag` hears
+    the destination tag once it is set (for a caller that reports it). `attestations` strip:
+    an index is copied without its attestation manifests (a new index, so a new digest), and
+    `on_notice` hears how many were left out. `referrers`: what refers to the image and to each
+    of its children (signatures, SBOMs, attestations) goes along (jobs/referrers.py), before
+    the destination tag moves; `on_notice` hears how many.
     """
 
     async def run() -> Digest:
         async with Registries(insecure=insecure) as registries:
-            return await copy_image(registries, source, destination, on_bytes=on_bytes)
+            return await copy_image(
+                registries,
+                source,
+                destination,
+                on_bytes=on_bytes,
+                on_tag=on_tag,
+                attestations=attestations,
+                on_notice=on_notice,
+                referrers=referrers,
+            )
 
     return asyncio.run(run())
 
 
 async def copy_image(
-    registries: Registries, source: str, destination: str, *, on_bytes: OnBytes | None = None
+    registries: Registries,
+    source: str,
+    destination: str,
+    *,
+    on_bytes: OnBytes | None = None,
+    on_tag: Callable[[str], None] | None = None,
+    attestations: str = KEEP,
+    on_notice: Callable[[str], None] | None = None,
+    referrers: bool = False,
 ) -> Digest:
     """The async core of copy(), with the caller's Registries: the manifest by its exact bytes,
-    every blob and child first, the destination tag (else the source's, else latest) last."""
+    every blob and child first (and, with `referrers`, what refers to them), the destination
+    tag (else the source's, else latest) last."""
     src, dst = Location.parse(source), Location.parse(destination)
-    if dst.reference is not None and dst.reference.digest:
+    if (dst.reference is not None and dst.reference.digest) or (dst.tag and is_digest(dst.tag)):
         raise UsageError(f"{destination}: copy to a tag, not a digest")
     src_place = src.place(registries)
     ref = src.manifest_reference
     if ref is None:  # oci:DIR without a tag: the layout's only tag
         assert src.layout is not None
-        tags = LayoutStore(src.layout).tags()
-        if len(tags) != 1:
-            raise UsageError(f"{source}: the layout has {len(tags)} tags; name one as oci:DIR:TAG")
-        ref = next(iter(tags))
-    fetched = await src_place.store.get_manifest(src_place.repo, ref)
+        ref = LayoutStore(src.layout).reference(None, source)
+    original = await src_place.store.get_manifest(src_place.repo, ref)
+    fetched = _stripped(original, attestations, source, on_notice)
     dst_place = dst.place(registries, create=True)
     copier = Copier(dst_place, on_bytes=on_bytes)
     await copier.manifest(src_place, fetched)
+    if referrers:
+        source_end = End(src_place, src.referrers_api(registries))
+        carried = await carry(source_end, End(dst_place, dst.referrers_api(registries)), copier, fetched)
+        if on_notice is not None:
+            count = len({r.descriptor.digest for r in carried})
+            on_notice(f"{source}: {count} referrer{'s' if count != 1 else ''} copied")
+            if original.digest != fetched.digest:  # a new index: what referred to the old one does not
+                left = await Finder(src_place.store, src_place.repo, source_end.api).direct(original.digest)
+                if left:
+                    on_notice(f"{source}: {len(left)} referrer(s) of the index not copied: it was rewritten")
     tag = (dst.reference.tag if dst.reference else dst.tag) or (None if is_digest(ref) else ref) or "latest"
     await copier.tag(tag, fetched.raw, fetched.media_type)
+    if on_tag is not None:
+        on_tag(tag)
     return fetched.digest
+
+
+def _stripped(fetched: Fetched, how: str, source: str, on_notice: Callable[[str], None] | None) -> Fetched:
+    """`fetched`, or (an index, under `--attestations strip`) the index without its attestations:
+    the rest of the document kept as it is (lists.edit.apply)."""
+    doc = parse(fetched.raw, fetched.media_type, source)
+    if not isinstance(doc, ImageIndex):
+        return fetched
+    _, dropped = split_attestations(doc.manifests, how, descriptor=lambda d: d)
+    if not dropped:
+        return fetched
+    index = apply(doc, Change(digests=tuple(d.digest for d in dropped))).index
+    assert index is not None
+    if on_notice is not None:
+        on_notice(dropped_text(len(dropped), source))
+    return Fetched(index.raw, index.media_type, index.digest)

@@ -2,7 +2,8 @@
 
 Checks only; the CLI command that prints them belongs to the CLI. Combines the builder's own
 check(), binfmt/qemu checks for the platforms this host does not run natively, and a registry
-reachability check that the caller passes in (it needs credentials and a target).
+reachability check that the caller passes in (it needs credentials and a target), and, given
+the plan, the coverage of its platforms by the base images (jobs/coverage.py).
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ from pathlib import Path
 from manifesto.builders import WRITES_ONLY, binfmt, get_builder
 from manifesto.builders.base import Problem
 from manifesto.builders.runner import Runner
+from manifesto.jobs import coverage
 from manifesto.log import get_logger
+from manifesto.matrix.plan import Plan
 from manifesto.oci.platform import Platform
 
 log = get_logger("manifesto.jobs.doctor")
+
+COVERAGE_FIX = "leave the platform out of the matrix, or use a base that has it (platforms: from-base builds exactly the base's)"
 
 
 def run_checks(
@@ -29,6 +34,8 @@ def run_checks(
     binfmt_root: Path = binfmt.PROC,
     builder_options: dict[str, object] | None = None,
     on_line: Callable[[str], None] | None = None,
+    plan: Plan | None = None,
+    insecure: bool = False,
 ) -> list[Problem]:
     """Every problem found, after running the automatic fixes when `fix` is true.
 
@@ -40,6 +47,9 @@ def run_checks(
     checks run again: the result is what is still wrong afterwards. A problem whose fix failed
     (or was not run because we are not root) says so in its message, with the failing command's
     exit status and last output lines.
+
+    With `plan`, every base each build pulls must provide that build's platform
+    (jobs/coverage.py): checked before anything builds, the registry read as `insecure` says.
     """
     runner = runner or Runner()
     names = [builder_name] if isinstance(builder_name, str) else list(dict.fromkeys(builder_name))
@@ -59,6 +69,8 @@ def run_checks(
         problems = [_with_failures(p, failures) for p in collect()]
     if registry_check is not None:
         problems += list(registry_check())
+    if plan is not None:
+        problems += [Problem(gap.message, fix=COVERAGE_FIX) for gap in coverage.check(plan, insecure=insecure)]
     return problems
 
 

@@ -14,6 +14,8 @@ overwritten: tags.py). The index lists its children in matrix order, however the
 (one runner, or digest files in any order), so a split publish and a single one give the
 same index digest. From the children on, the push is lists/push.py's, shared with `push`
 and `assemble`; this module builds, pushes what it built and names the matrix's entries.
+With an `image:` list, built images go to the first target; lists/push.py takes every child
+from there to the others, and moves the tags of all of them together, last.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ from manifesto.jobs.builds import Options, build_all, work_dir
 from manifesto.jobs.relay import LoopThread
 from manifesto.lists import push as lists
 from manifesto.lists.entry import Entry
-from manifesto.lists.rules import Problem, problems
+from manifesto.lists.rules import Problem, dropped_text, problems, split_attestations
 from manifesto.lists.sources import read_source
 from manifesto.matrix.model import Target, arch_ref_problem
 from manifesto.matrix.plan import AssembleStep, BuildStep, Plan, make_plan
@@ -63,9 +65,15 @@ class Result:
     tags_moved: tuple[str, ...] = ()
     tags_unchanged: tuple[str, ...] = ()
     outcomes: tuple[progress.Outcome, ...] = ()  # per built platform: status, build and push times
+    targets: tuple[lists.Landed, ...] = ()  # each target's tags, the first (`target`) first
 
     def report(self) -> dict[str, Any]:
         out: dict[str, Any] = {"target": self.target, "platforms": [c.to_record() for c in self.children]}
+        if self.targets:
+            out["targets"] = [
+                {"target": t.target, "tagsMoved": list(t.tags_moved), "tagsUnchanged": list(t.tags_unchanged)}
+                for t in self.targets
+            ]
         if self.outcomes:
             out["summary"] = [o.to_record() for o in self.outcomes]
         if self.index is not None:
@@ -83,12 +91,19 @@ class Result:
 # ---- the matrix's entries, into the target ----------------------------------------------------
 
 
-def target_place(plan: Plan, registries: Registries) -> Place:
-    if plan.target.is_layout:
-        assert plan.target.layout is not None
-        return Place(LayoutStore(plan.target.layout, create=True), "")
-    assert plan.target.reference is not None
-    return Place(registries.client(plan.target.reference), plan.target.reference.repository)
+def target_place(plan: Plan, registries: Registries, target: Target | None = None) -> Place:
+    """Where `target` (default: the plan's first) is: a registry repository or a layout."""
+    target = target or plan.target
+    if target.is_layout:
+        assert target.layout is not None
+        return Place(LayoutStore(target.layout, create=True), "")
+    assert target.reference is not None
+    return Place(registries.client(target.reference), target.reference.repository)
+
+
+def mirror_places(plan: Plan, registries: Registries) -> list[tuple[Place, str]]:
+    """Each mirror of the plan (the other targets of an `image:` list) and its name."""
+    return [(target_place(plan, registries, t), str(t)) for t in plan.mirrors]
 
 
 async def push_built(
@@ -128,10 +143,14 @@ async def push_built(
     return Entry(None, descriptor, arch_refs=step.arch_refs)
 
 
-async def read_assembled(registries: Registries, step: AssembleStep) -> list[Entry]:
-    """The images an `image:` entry gives (attestations left out), each named by its platform:
-    the entry's `platform:`, which its config must say, else what its config says. Picking a
-    `platform:` out of a list passes over entries no platform could pick (artifacts, signatures)."""
+async def read_assembled(
+    registries: Registries, step: AssembleStep, on_notice: Callable[[str], None] = lambda line: None
+) -> list[Entry]:
+    """The images an `image:` entry gives, each named by its platform: the entry's `platform:`,
+    which its config must say, else what its config says. Picking a `platform:` out of a list
+    passes over entries no platform could pick (artifacts, signatures). The attestations of
+    those images follow them under `attestations: keep`; left out (`on_notice` hears how many)
+    under strip, the default."""
     entries = (await read_source(registries, step.source, skip_platformless=step.platform is not None)).entries
     images = [e for e in entries if not e.descriptor.is_attestation]
     if step.platform is not None:
@@ -148,12 +167,19 @@ async def read_assembled(registries: Registries, step: AssembleStep) -> list[Ent
         platform = step.platform or e.config_platform or e.platform
         descriptor = Descriptor(e.media_type, e.digest, len(e.raw), platform)
         out.append(Entry(step.source, descriptor, e.raw, e.config_platform))
-    return out
+    picked = {str(e.digest) for e in images}
+    attached = [e for e in entries if e.descriptor.attests in picked]
+    kept, dropped = split_attestations(attached, step.attestations)
+    if dropped:
+        on_notice(dropped_text(len(dropped), f"image: {step.source.familiar}", "attestations: keep"))
+    return out + kept
 
 
-async def copy_assembled(copier: Copier, registries: Registries, step: AssembleStep) -> list[Entry]:
+async def copy_assembled(
+    copier: Copier, registries: Registries, step: AssembleStep, on_notice: Callable[[str], None] = lambda line: None
+) -> list[Entry]:
     """read_assembled, then each image copied into the target by digest."""
-    entries = await read_assembled(registries, step)
+    entries = await read_assembled(registries, step, on_notice)
     for e in entries:
         await lists.copy_entry(copier, registries, e)
     return entries
@@ -201,8 +227,9 @@ async def push_index(
         seen=seen,
         copier=copier,
         refuse=refusal(plan),
+        mirrors=mirror_places(plan, registries),
     )
-    return Result(target, pushed.entries, pushed.index, pushed.tags_moved, pushed.tags_unchanged)
+    return Result(target, pushed.entries, pushed.index, pushed.tags_moved, pushed.tags_unchanged, targets=pushed.targets)
 
 
 # ---- the whole job --------------------------------------------------------------------------
@@ -211,35 +238,52 @@ async def push_index(
 def plan(
     file: str | os.PathLike[str] = "platforms.yaml",
     *,
-    image: str | Reference | Target | None = None,
+    image: str | Reference | Target | Sequence[str | Reference | Target] | None = None,
     tags: Sequence[str] = (),
     platforms: Sequence[str | Platform] = (),
     builder: str | None = None,
     env: Mapping[str, str] | None = None,
+    insecure: bool = False,
 ) -> Plan:
     """Read a platforms.yaml and make the Plan that publish() runs; nothing is built or sent.
 
     Why one function: the CLI's `-f/--image/--tag/--builder/--platform` and a library caller
     override the matrix the same way, and the arch tags must be checked again after `image`
     or `tags` changed them. `image` replaces the target: a repository (`host/name`, no tag)
-    or `oci:DIR` (an OCI image layout); `tags` replace the matrix's tags; `platforms` keep
+    or `oci:DIR` (an OCI image layout), or a list of them (the first, then its mirrors); `tags` replace the matrix's tags; `platforms` keep
     just those platforms (an unknown one is a UsageError); `builder` replaces build.builder;
-    `env` feeds `${VAR}` in tags (default: os.environ).
+    `env` feeds `${VAR}` in tags (default: os.environ). `platforms: from-base` is resolved
+    here, reading the base from its registry (`insecure`: as --insecure) under asyncio.run.
     """
+    from manifesto.jobs.coverage import resolve_from_base
     from manifesto.matrix.spec import load
 
-    matrix = load(Path(file), os.environ if env is None else env)
+    matrix = resolve_from_base(load(Path(file), os.environ if env is None else env), insecure=insecure)
     if image is not None:
-        matrix = replace(matrix, image=_target(image))
+        targets = _targets(image)
+        matrix = replace(matrix, image=targets[0], mirrors=targets[1:])
     if tags:
         matrix = replace(matrix, tags=tuple(dict.fromkeys(check_tag(t) for t in tags)))
     if builder:  # the builder every step asks for (jobs.builds.choose_builders resolves auto)
         matrix = replace(matrix, build=replace(matrix.build, builder=builder))
-    if matrix.arch_tag and matrix.image.reference is not None:  # image or tags may break it
-        problem = arch_ref_problem(matrix.arch_tag, matrix.image.reference, matrix.tags, matrix.entries)
+    refs = tuple(t.reference for t in matrix.targets if t.reference is not None)
+    if matrix.arch_tag and len(refs) == len(matrix.targets):  # image or tags may break it
+        problem = arch_ref_problem(matrix.arch_tag, refs, matrix.tags, matrix.entries)
         if problem:
             raise UsageError(f"{os.fspath(file)}: {problem}")
     return make_plan(matrix, [p if isinstance(p, Platform) else Platform.parse(p) for p in platforms])
+
+
+def _targets(image: str | Reference | Target | Sequence[str | Reference | Target]) -> tuple[Target, ...]:
+    """A plan's `image` as targets: one, or a list (none twice, at least one)."""
+    items = [image] if isinstance(image, (str, Reference, Target)) else list(image)
+    if not items:
+        raise UsageError("image: name at least one repository (or oci:DIR)")
+    targets = tuple(_target(i) for i in items)
+    twice = [str(t) for n, t in enumerate(targets) if t in targets[:n]]
+    if twice:
+        raise UsageError(f"image {twice[0]} is named twice; each target is pushed to once")
+    return targets
 
 
 def _target(image: str | Reference | Target) -> Target:
@@ -259,13 +303,14 @@ async def preflight(
     a layout target needs neither.) `arch_refs`: the arch tags the push will move, when the
     caller already holds its entries (default: those the plan renders for its builds)."""
     target = plan.target.reference
-    if target is None:
+    if not tags:  # push-by-digest: the first target only (`assemble` fills the mirrors)
+        return await lists.preflight(registries, target, ()) if target is not None else Snapshot()
+    targets = [t.reference for t in plan.targets if t.reference is not None]
+    if not targets:
         return Snapshot()
-    if not tags:
-        return await lists.preflight(registries, target, ())
     if arch_refs is None:
         arch_refs = [r for s in plan.build_steps for r in s.arch_refs]
-    return await lists.preflight(registries, target, plan.tags, arch_refs)
+    return await lists.preflight(registries, targets, plan.tags, arch_refs)
 
 
 def publish(plan: Plan, options: Options | None = None, *, push_index_too: bool = True) -> Result:
@@ -274,7 +319,7 @@ def publish(plan: Plan, options: Options | None = None, *, push_index_too: bool 
     The sync wrapper library users call (and the CLI): it runs the preflight under asyncio.run,
     then the builds in threads while one event loop in a thread of its own (jobs/relay.py)
     pushes each image as its build ends, then verifies and pushes the index there. `options`
-    default to Options() (each step's own builder, one job per CPU). With push_index_too=False
+    default to Options() (each step's own builder, builds.default_jobs at once). With push_index_too=False
     (push-by-digest) only the built entries are pushed: `assemble` copies the `image:` entries
     itself, so a digest file holds just what this runner built. A failure raises the error of
     the build (or push) that failed, naming the children already pushed (untagged).
@@ -324,21 +369,11 @@ def _run(plan: Plan, options: Options, work: Path, push_index_too: bool, seen: S
         loop.call(inbox.put_nowait, _FAILED)
         pushed = loop.wait(pushing)
         assert isinstance(pushed, list)
-        raise _naming(e, pushed) from None
+        raise lists.untagged(e, pushed) from None
     loop.call(inbox.put_nowait, _DONE)
     result = loop.wait(pushing)
     assert isinstance(result, Result)
     return result
-
-
-def _naming(error: ManifestoError, pushed: Sequence[Entry]) -> ManifestoError:
-    """`error`, its first line naming the children already pushed by digest (under no tag)."""
-    if not pushed:
-        return error
-    first, sep, rest = str(error).partition("\n")
-    named = ", ".join(f"{e.platform} {e.digest}" for e in pushed)
-    error.args = (f"{first} (pushed by digest, untagged: {named}; no tag moved){sep}{rest}",)
-    return error
 
 
 async def _preflight(plan: Plan, options: Options, tags: bool) -> Snapshot:
@@ -378,7 +413,7 @@ async def _push_as_built(
         failed = [t.exception() for t in pushes.values() if not t.cancelled() and t.exception() is not None]
         if failed:
             error = failed[0]
-            raise _naming(error, pushed) if isinstance(error, ManifestoError) else error
+            raise lists.untagged(error, pushed) if isinstance(error, ManifestoError) else error
         entries = [pushes[str(s.platform)].result() for s in plan.build_steps]
         if not push_index_too:  # push-by-digest: no tag moves; `assemble` pushes arch tags too
             for s in plan.assemble_steps:
@@ -389,7 +424,7 @@ async def _push_as_built(
                 refusal(plan)(found)
             _verified(options, children)
             return Result(target, tuple(replace(c, arch_refs=()) for c in children))
-        assembled = await tasks.gather(*(copy_assembled(copier, registries, s) for s in plan.assemble_steps))
+        assembled = await tasks.gather(*(copy_assembled(copier, registries, s, options.on_notice) for s in plan.assemble_steps))
         result = await push_index(registries, place, plan, in_matrix_order(plan, entries, list(assembled)), seen, copier)
         _verified(options, [c for c in result.children if c.source is None])
         return result

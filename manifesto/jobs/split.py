@@ -2,7 +2,9 @@
 
 Each CI runner pushed its platform by digest and wrote a digest file; this checks the files
 against the matrix, reads every child back from the target (sizes and media types come from
-the registry, never from the file), copies the `image:` entries, and pushes the index.
+the registry, never from the file), copies the `image:` entries, and pushes the index. With an
+`image:` list the runners pushed to the first target only: the push copies every child from
+there into the other targets before any tag moves (lists/push.py).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,18 +38,25 @@ def read_digest_files(files: list[Path]) -> list[Entry]:
     return children
 
 
-def assemble(plan: Plan, digest_files: Sequence[str | os.PathLike[str]], *, insecure: bool = False) -> Result:
+def assemble(
+    plan: Plan,
+    digest_files: Sequence[str | os.PathLike[str]],
+    *,
+    insecure: bool = False,
+    on_notice: Callable[[str], None] = lambda line: None,
+) -> Result:
     """The second half of a split publish: the built children named by digest files, plus the
     `image:` entries, which assemble copies itself (digest files hold only built children).
 
     The sync wrapper library users call (and the CLI): the files are checked against the plan
     before anything is sent, then push_children runs under asyncio.run with Registries of its own.
+    `on_notice` hears what was left out (an `image:` entry's attestations under strip).
     """
     children = plan_children(plan, read_digest_files([Path(f) for f in digest_files]))
 
     async def run() -> Result:
         async with Registries(insecure=insecure) as registries:
-            return await push_children(registries, plan, children)
+            return await push_children(registries, plan, children, on_notice)
 
     return asyncio.run(run())
 
@@ -76,7 +85,9 @@ def plan_children(plan: Plan, children: list[Entry]) -> list[Entry]:
     ]
 
 
-async def push_children(registries: Registries, plan: Plan, children: list[Entry]) -> Result:
+async def push_children(
+    registries: Registries, plan: Plan, children: list[Entry], on_notice: Callable[[str], None] = lambda line: None
+) -> Result:
     """The async core of assemble(): preflight, then the children with the `image:` entries
     in matrix order through the one push path, with the caller's Registries.
 
@@ -88,6 +99,6 @@ async def push_children(registries: Registries, plan: Plan, children: list[Entry
     place = target_place(plan, registries)
     # the image: entries are read here and copied by lists.push, after the digest
     # files' children are verified (a refused file writes nothing)
-    groups = await tasks.gather(*(read_assembled(registries, s) for s in plan.assemble_steps))
+    groups = await tasks.gather(*(read_assembled(registries, s, on_notice) for s in plan.assemble_steps))
     ordered = in_matrix_order(plan, children, list(groups))
     return await push_index(registries, place, plan, ordered, seen)

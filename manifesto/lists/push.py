@@ -1,5 +1,5 @@
 """The one way an index is pushed: children into the target → verify from the target → arch
-tags → the index under every tag.
+tags → the index under every tag (in every target, when there are mirrors).
 
 Why one path: `push` (a local draft), `publish` (a matrix) and `assemble` (digest files) differ
 only in where their entries come from and in which words they refuse a list. Order is the
@@ -7,7 +7,12 @@ contract: entries already in the target (built and pushed by digest, or claimed 
 file) are verified before anything is written; entries read from elsewhere are copied in by
 digest and verified too; the surface's `refuse` sees the rules' problems; only then do arch
 tags and the index's tags move, every one by compare-and-swap against what `preflight` read
-(tags.move_tags), so a refused or raced list moves no tag.
+(tags.move_tags), so a refused or raced list moves no tag. With mirrors (more targets: a
+registry's mirror, another registry or repository) every child goes from the first target
+into each mirror (mounted within a registry, streamed across) and is verified there, then the
+index goes to every target by digest, and only then do the tags of every target move, in one
+compare-and-swap: no registry shows a new tag before every registry holds all content, and a
+target that refuses anything leaves every tag as it was.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from manifesto import tasks
-from manifesto.errors import NotFound, VerificationError
+from manifesto.errors import ManifestoError, NotFound, VerificationError
 from manifesto.lists import rules
 from manifesto.lists.entry import Entry
 from manifesto.log import get_logger
@@ -35,24 +40,39 @@ Refuse = Callable[[list[rules.Problem]], None]
 
 
 @dataclass(frozen=True)
+class Landed:
+    """One target's tags after a push: those moved and those that already held the index."""
+
+    target: str
+    tags_moved: tuple[str, ...]
+    tags_unchanged: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Pushed:
-    """What a push did: the index, its entries as the target serves them, and the tags."""
+    """What a push did: the index, its entries as the target serves them, and the tags.
+
+    `tags_moved` names a tag moved in any target, `tags_unchanged` one no target had to move;
+    `targets` says it per target, the first first.
+    """
 
     index: ImageIndex
     entries: tuple[Entry, ...]
     tags_moved: tuple[str, ...]
     tags_unchanged: tuple[str, ...]
+    targets: tuple[Landed, ...] = ()
 
 
 async def preflight(
     registries: Registries,
-    target: Reference,
+    target: Reference | Sequence[Reference],
     tags: Sequence[str],
     arch_refs: Sequence[Reference] = (),
     *,
     unchanged: Digest | None = None,
 ) -> Snapshot:
-    """May we push to the target (and every arch-tag repository), and what does each tag hold now?
+    """May we push to the target (each one, when given several, and every arch-tag repository),
+    and what does each tag hold now?
 
     An auth problem is an AuthError in seconds, not after the builds or copies; the tags read
     here are what the compare-and-swap checks against. With `unchanged` (the index about to be
@@ -60,7 +80,8 @@ async def preflight(
     access. Without tags, only the target repository is asked.
     """
     seen = Snapshot()
-    refs = [target.with_tag(t) for t in tags] + list(arch_refs) if tags else [target]
+    targets = [target] if isinstance(target, Reference) else list(target)
+    refs = [t.with_tag(tag) for t in targets for tag in tags] + list(arch_refs) if tags else targets
     repos = {(r.registry, r.repository): r for r in refs}
     reads = [(r, [x.tag or "latest" for x in refs if (x.registry, x.repository) == key]) for key, r in repos.items()]
 
@@ -140,18 +161,21 @@ async def verify(place: Place, target: str, entries: Sequence[Entry], *, read_ba
     return list(await tasks.gather(*(one(e) for e in entries)))
 
 
-async def arch_moves(registries: Registries, place: Place, entries: Sequence[Entry]) -> list[TagMove]:
+async def arch_moves(registries: Registries, places: Place | Sequence[Place], entries: Sequence[Entry]) -> list[TagMove]:
     """Docker-library style per-arch tags (arm64v8/hello:1.0), ready to move with the index's.
 
-    Each entry is copied by digest into its arch repositories from the target repository, where
-    it already is (blobs are mounted across repositories of one registry); the tags move only
-    with the index's, once every child is verified, so a refused list moves no tag.
+    Each entry is copied by digest into its arch repositories from a target repository, where
+    it already is: the one in the arch repository's registry (blobs are mounted across
+    repositories of one registry), else the first; the tags move only with the index's, once
+    every child is verified, so a refused list moves no tag.
     """
+    places = [places] if isinstance(places, Place) else list(places)
 
     async def one(entry: Entry, repository: str, refs: list[Reference]) -> list[TagMove]:
-        fetched = await place.store.get_manifest(place.repo, str(entry.digest))
         client = registries.client(refs[0])
-        await Copier(Place(client, repository)).manifest(place, fetched)
+        source = next((p for p in places if p.store is client), places[0])
+        fetched = await source.store.get_manifest(source.repo, str(entry.digest))
+        await Copier(Place(client, repository)).manifest(source, fetched)
         return [TagMove(client, repository, ref.tag or "latest", fetched.raw, fetched.media_type) for ref in refs]
 
     jobs = []
@@ -161,6 +185,50 @@ async def arch_moves(registries: Registries, place: Place, entries: Sequence[Ent
             by_repo.setdefault((ref.registry, ref.repository), []).append(ref)
         jobs += [one(entry, repo, refs) for (_, repo), refs in by_repo.items()]
     return [move for moves in await tasks.gather(*jobs) for move in moves]
+
+
+def untagged(error: ManifestoError, pushed: Sequence[Entry]) -> ManifestoError:
+    """`error`, its first line naming the children already pushed by digest (under no tag)."""
+    if not pushed:
+        return error
+    first, sep, rest = str(error).partition("\n")
+    named = ", ".join(f"{e.platform} {e.digest}" for e in pushed)
+    error.args = (f"{first} (pushed by digest, untagged: {named}; no tag moved){sep}{rest}",)
+    return error
+
+
+async def mirror(
+    registries: Registries, place: Place, mirrors: Sequence[tuple[Place, str]], entries: Sequence[Entry], *, read_back: bool = True
+) -> None:
+    """Every entry from the first target (`place`, where each is verified) into each mirror by
+    digest, then verified there as in the first; a failure names what the first target holds.
+
+    One Copier per mirror: a blob goes once per mirror, mounted when the mirror is another
+    repository of the first target's registry, streamed from the first target otherwise.
+    """
+
+    async def one(entry: Entry) -> Fetched:
+        if entry.raw is not None:
+            return Fetched(entry.raw, entry.media_type, entry.digest)
+        return await place.store.get_manifest(place.repo, str(entry.digest))
+
+    try:
+        fetched = await tasks.gather(*(one(e) for e in entries))
+
+        async def into(mirror_place: Place, name: str) -> None:
+            copier = Copier(mirror_place)
+            await tasks.gather(*(copier.manifest(place, f) for f in fetched))
+            await verify(mirror_place, name, entries, read_back=read_back)
+            log.info("mirrored", target=name, stats=vars(copier.stats))
+
+        await tasks.gather(*(into(p, name) for p, name in mirrors))
+    except ManifestoError as e:
+        raise untagged(e, entries) from None
+
+
+async def _put_by_digest(place: Place, index: ImageIndex) -> None:
+    if await place.store.head_manifest(place.repo, str(index.digest)) is None:  # a republish writes nothing
+        await place.store.put_manifest(place.repo, str(index.digest), index.raw, index.media_type)
 
 
 async def push(
@@ -176,6 +244,7 @@ async def push(
     copier: Copier | None = None,
     read_back: bool = True,
     refuse: Refuse | None = None,
+    mirrors: Sequence[tuple[Place, str]] = (),
 ) -> Pushed:
     """Children into the target → verify from the target → arch tags → index under every tag.
 
@@ -183,7 +252,9 @@ async def push(
     is written; the rest (each with its source and bytes) are copied in by digest (`copier`
     remembers copies a caller already made this run), then verified. `refuse` (the surface's
     way of saying no) sees the duplicates among the first, then every problem of the whole
-    list. `seen` is what `preflight` read: every tag move is a compare-and-swap against it.
+    list. `mirrors` (place, name) get every child from the target and the index by digest
+    (mirror()), before any tag moves. `seen` is what `preflight` read: every tag move, in
+    every target, is a compare-and-swap against it, all in one move_tags.
     """
     copier = copier or Copier(place)
     present = [i for i, e in enumerate(entries) if not _to_copy(e)]
@@ -201,11 +272,25 @@ async def push(
     ordered = [verified[i] for i in range(len(entries))]
     if refuse is not None and (found := rules.problems(ordered, media_type, annotations)):
         refuse(found)
-    arch = await arch_moves(registries, place, ordered)
+    places = [(place, target), *mirrors]
     index = rules.build_index(ordered, media_type, annotations)
-    moves = [TagMove(place.store, place.repo, tag, index.raw, index.media_type) for tag in tags]
-    done_moves = (await move_tags(arch + moves, seen))[len(arch) :]
-    moved = tuple(tag for tag, changed in zip(tags, done_moves) if changed)
-    unchanged = tuple(tag for tag, changed in zip(tags, done_moves) if not changed)
+    if not mirrors:
+        arch = await arch_moves(registries, place, ordered)
+    else:
+        await mirror(registries, place, mirrors, ordered, read_back=read_back)
+        try:
+            arch = await arch_moves(registries, [p for p, _ in places], ordered)
+            # the index by digest everywhere: each tag then moves to content every target has
+            await tasks.gather(*(_put_by_digest(p, index) for p, _ in places))
+        except ManifestoError as e:
+            raise untagged(e, ordered) from None
+    moves = [TagMove(p.store, p.repo, tag, index.raw, index.media_type) for p, _ in places for tag in tags]
+    changed = (await move_tags(arch + moves, seen))[len(arch) :]
+    landed = []
+    for n, (_, name) in enumerate(places):
+        mine = changed[n * len(tags) : (n + 1) * len(tags)]
+        landed.append(Landed(name, tuple(t for t, c in zip(tags, mine) if c), tuple(t for t, c in zip(tags, mine) if not c)))
+    moved = tuple(t for t in tags if any(t in x.tags_moved for x in landed))
+    unchanged = tuple(t for t in tags if t not in moved)
     log.info("index_pushed", target=target, digest=str(index.digest), tags=list(moved), unchanged=list(unchanged), stats=vars(copier.stats))
-    return Pushed(index, tuple(ordered), moved, unchanged)
+    return Pushed(index, tuple(ordered), moved, unchanged, tuple(landed))

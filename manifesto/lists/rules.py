@@ -9,12 +9,14 @@ duplicate platforms (`duplicate_problems`, over oci.platform.duplicates) live he
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from manifesto.errors import UsageError
 from manifesto.lists.entry import Entry
 from manifesto.oci import mediatype
+from manifesto.oci.descriptor import ATTESTATIONS, KEEP, Descriptor
 from manifesto.oci.manifest import ImageIndex
 from manifesto.oci.platform import contrast, duplicates, matches
 from manifesto.oci.reference import Reference, check_tag
@@ -67,8 +69,39 @@ def config_problem(entry: Entry) -> Problem | None:
 
 
 def duplicate_problems(entries: Sequence[Entry]) -> list[Problem]:
-    """Every platform named twice (attestations left out: they are not platforms)."""
-    return list(_duplicates([e for e in entries if not e.descriptor.is_attestation]).values())
+    """Every platform named twice (attestations and nested indexes left out: they are not platforms)."""
+    return list(_duplicates(_platform_images(entries)).values())
+
+
+def _platform_images(entries: Sequence[Entry]) -> list[Entry]:
+    """The entries that must name a platform: not attestations, not indexes kept as entries
+    (`create --keep-nested`: an index entry's platform is optional, OCI image-index.md)."""
+    return [e for e in entries if not e.descriptor.is_attestation and not mediatype.is_index(e.media_type)]
+
+
+T = TypeVar("T")
+
+
+def split_attestations(
+    items: Sequence[T], how: str, descriptor: Callable[[T], Descriptor] = lambda e: e.descriptor  # type: ignore[attr-defined]
+) -> tuple[list[T], list[T]]:
+    """(kept, dropped) under `--attestations keep|strip` (oci.descriptor.ATTESTATIONS).
+
+    Why one function: `create`, `index add`, `copy` and a matrix's `image:` entries each keep or
+    strip attestations (Descriptor.is_attestation) the same way, and each says what it dropped.
+    `descriptor` reads an item's descriptor (default: an Entry's).
+    """
+    if how not in ATTESTATIONS:
+        raise UsageError(f"attestations: {how!r} is not one of {', '.join(ATTESTATIONS)}")
+    if how == KEEP:
+        return list(items), []
+    kept = [i for i in items if not descriptor(i).is_attestation]
+    return kept, [i for i in items if descriptor(i).is_attestation]
+
+
+def dropped_text(count: int, where: str, keep_hint: str = "--attestations keep") -> str:
+    """The line a surface shows when it stripped attestations, naming how to keep them."""
+    return f"{where}: {count} attestation{'s' if count != 1 else ''} left out (keep with {keep_hint})"
 
 
 def _duplicates(images: list[Entry]) -> dict[int, Problem]:
@@ -82,7 +115,7 @@ def _duplicates(images: list[Entry]) -> dict[int, Problem]:
 def problems(entries: Sequence[Entry], media_type: str, annotations: dict[str, str]) -> list[Problem]:
     """Everything that makes this list wrong or lossy, entry by entry, then the format's."""
     found: list[Problem] = []
-    images = [e for e in entries if not e.descriptor.is_attestation]
+    images = _platform_images(entries)
     repeats = _duplicates(images)
     for i, e in enumerate(images):
         if e.platform is None:

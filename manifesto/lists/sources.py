@@ -15,6 +15,7 @@ from manifesto.lists.entry import Entry
 from manifesto.oci import mediatype
 from manifesto.oci.config import ImageConfig
 from manifesto.oci.descriptor import Descriptor
+from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import Reference
@@ -38,14 +39,26 @@ class Source:
     annotations: dict[str, str]
 
 
-async def read_source(registries: Registries, ref: Reference, *, skip_platformless: bool = False) -> Source:
+MAX_DEPTH = 8  # indexes inside indexes: deeper than any real list nests, shallow enough to stop a loop
+
+
+async def read_source(
+    registries: Registries,
+    ref: Reference,
+    *,
+    skip_platformless: bool = False,
+    keep_nested: bool = False,
+    max_depth: int = MAX_DEPTH,
+) -> Source:
     """A source read for a list: itself if an image, its children if an index (flattened).
 
     A flattened index hands over its annotations too, so the list can keep them (or `push`
-    can say why it cannot). Every entry needs a platform, from the index or from its config:
-    an artifact or a platform-less image is refused here, naming it; attestations pass as they are.
-    With `skip_platformless` (a caller picking one platform out of an index) an index's entries
-    that could never be picked (no platform, not an image manifest) are left out instead.
+    can say why it cannot). An index inside it is flattened as well, at any depth up to
+    `max_depth` (an index that names itself, at any depth, is refused), unless `keep_nested`:
+    then it is one entry of the list, as it is. Every image entry needs a platform, from the
+    index or from its config: an artifact or a platform-less image is refused here, naming it;
+    attestations pass as they are. With `skip_platformless` (a caller picking one platform out
+    of an index) entries that could never be picked (no platform, not an image) are left out.
     """
     client = registries.client(ref)
     fetched = await client.get_manifest(ref.repository, ref.reference)
@@ -56,35 +69,57 @@ async def read_source(registries: Registries, ref: Reference, *, skip_platformle
             raise _no_platform(ref, doc)
         descriptor = fetched.descriptor().with_(platform=platform)
         return Source([Entry(ref, descriptor, fetched.raw, config_platform)], {})
+    reading = _Reading(registries, ref, skip_platformless, keep_nested, max_depth)
+    return Source(await reading.children(doc, (fetched.digest,)), dict(doc.annotations))
 
-    async def child(d: Descriptor) -> Entry | None:
-        if skip_platformless and not d.is_attestation and not mediatype.is_image_manifest(d.media_type):
-            return None  # a nested index or an artifact type of its own: nothing to pick
+
+@dataclass(frozen=True)
+class _Reading:
+    """One source's index being flattened: how, and from where."""
+
+    registries: Registries
+    ref: Reference
+    skip_platformless: bool
+    keep_nested: bool
+    max_depth: int
+
+    async def children(self, doc: ImageIndex, path: tuple[Digest, ...]) -> list[Entry]:
+        """The entries of `doc` (reached through the indexes in `path`), nested ones flattened."""
+        # the first problem in the index's order, whichever finished first; nothing after it goes on
+        found = await tasks.gather(*(self.child(d, path) for d in doc.manifests), in_order=True)
+        return [e for entries in found for e in entries]
+
+    async def child(self, d: Descriptor, path: tuple[Digest, ...]) -> list[Entry]:
+        ref, skip = self.ref, self.skip_platformless
+        if skip and not d.is_attestation and d.media_type not in mediatype.MANIFESTS:
+            return []  # an artifact type of its own: nothing to pick
         child_ref = ref.with_digest(d.digest)
-        got = await client.get_manifest(ref.repository, str(d.digest))
+        got = await self.registries.client(ref).get_manifest(ref.repository, str(d.digest))
         child_doc = parse(got.raw, got.media_type, child_ref.familiar)
         if isinstance(child_doc, ImageIndex):
-            if skip_platformless:
-                return None
-            raise ContentError(f"{ref.familiar}: nested index {d.digest} is not supported")
+            if self.keep_nested:
+                return [Entry(child_ref, d.with_(media_type=got.media_type, size=len(got.raw)), got.raw, None)]
+            if got.digest in path:
+                raise ContentError(f"{ref.familiar}: index {got.digest} names itself (a loop); not flattened")
+            if len(path) >= self.max_depth:
+                raise ContentError(
+                    f"{ref.familiar}: indexes nested more than {self.max_depth} deep (at {got.digest}); not flattened"
+                )
+            return await self.children(child_doc, (*path, got.digest))
         if d.is_attestation:
-            return Entry(child_ref, d, got.raw, None)
-        platform, config_platform = await _entry_platform(registries, child_ref, child_doc, d.platform)
+            return [Entry(child_ref, d, got.raw, None)]
+        platform, config_platform = await _entry_platform(self.registries, child_ref, child_doc, d.platform)
         if platform is None:
-            if skip_platformless:
-                return None
+            if skip:
+                return []
             raise _no_platform(child_ref, child_doc)
         descriptor = d.with_(media_type=got.media_type, size=len(got.raw), platform=platform)
-        return Entry(child_ref, descriptor, got.raw, config_platform)
-
-    # the first problem in the index's order, whichever finished first; nothing after it goes on
-    children = await tasks.gather(*(child(d) for d in doc.manifests), in_order=True)
-    return Source([c for c in children if c is not None], dict(doc.annotations))
+        return [Entry(child_ref, descriptor, got.raw, config_platform)]
 
 
-async def read_sources(registries: Registries, refs: list[Reference]) -> list[Source]:
+async def read_sources(registries: Registries, refs: list[Reference], *, keep_nested: bool = False) -> list[Source]:
     """Several sources at once (the first failure stops the others)."""
-    return list(await tasks.gather(*(read_source(registries, r) for r in refs)))
+    return list(await tasks.gather(*(read_source(registries, r, keep_nested=keep_nested) for r in refs)))
 
 
 async def _entry_platform(

@@ -7,10 +7,11 @@ YAML was validated (that lives in spec.py, which re-exports everything here). Pu
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from manifesto.errors import InvalidReference, UsageError
+from manifesto.oci.descriptor import STRIP
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import LAYOUT_PREFIX, Reference
 
@@ -100,6 +101,10 @@ class Entry:
     dockerfile: Path
     args: dict[str, str]
     line: int
+    # an `image:` entry's `attestations:` (keep|strip): what its source's attestation manifests
+    # do in the index. strip by default, as before the key existed: the same matrix gives the
+    # same index digest.
+    attestations: str = STRIP
 
     @property
     def builds(self) -> bool:
@@ -109,7 +114,12 @@ class Entry:
 
 @dataclass(frozen=True)
 class Matrix:
-    """A validated platforms.yaml."""
+    """A validated platforms.yaml.
+
+    `image` is the first target; `mirrors` are the others when `image:` is a list (a registry
+    and its mirror, other registries, other repositories): each gets the same children, index
+    and tags, the tags last everywhere.
+    """
 
     path: Path
     image: Target
@@ -120,6 +130,16 @@ class Matrix:
     build: BuildSettings
     arch_tag: str | None
     entries: tuple[Entry, ...]
+    # `platforms: from-base`: the entries are the base image's platforms, which only a registry
+    # can say; jobs.coverage resolves them (with_platforms) before a plan is made.
+    from_base: bool = False
+    platforms_line: int = 0
+    mirrors: tuple[Target, ...] = ()
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """Every target the index goes to: `image` first, then the mirrors."""
+        return (self.image, *self.mirrors)
 
     @property
     def platforms(self) -> tuple[Platform, ...]:
@@ -127,10 +147,21 @@ class Matrix:
         return tuple(e.platform for e in self.entries if e.platform is not None)
 
     def arch_refs(self, platform: Platform) -> tuple[Reference, ...]:
-        """The per-architecture references `arch_tag` gives a platform, one per tag (or none)."""
-        if self.arch_tag is None or self.image.reference is None:
+        """The per-architecture references `arch_tag` gives a platform, one per tag and target
+        (or none); a template that gives several targets the same reference gives it once."""
+        refs = [r.reference for r in self.targets if r.reference is not None]
+        if self.arch_tag is None or len(refs) < len(self.targets):
             return ()
-        return tuple(render_arch_tag(self.arch_tag, self.image.reference, platform, t) for t in self.tags)
+        rendered = (render_arch_tag(self.arch_tag, ref, platform, t) for ref in refs for t in self.tags)
+        return tuple(dict.fromkeys(rendered))
+
+
+def with_platforms(matrix: Matrix, platforms: tuple[Platform, ...]) -> Matrix:
+    """A `platforms: from-base` matrix with `platforms` (the base's) as built entries, each
+    with the build section's context, Dockerfile and args, as a platform written as a string."""
+    build = matrix.build
+    entries = tuple(Entry(p, None, build.context, build.dockerfile, dict(build.args), matrix.platforms_line) for p in platforms)
+    return replace(matrix, entries=entries)
 
 
 # ---- arch_tag ---------------------------------------------------------------------------------
@@ -156,15 +187,20 @@ def render_arch_tag(template: str, target: Reference, platform: Platform, tag: s
     return Reference.parse(template.format_map(arch_tag_values(target, platform, tag)))
 
 
-def arch_ref_problem(template: str, target: Reference, tags: tuple[str, ...], entries: tuple[Entry, ...]) -> str | None:
-    """Why `arch_tag` cannot work for this target and these tags (None when it can).
+def arch_ref_problem(
+    template: str, targets: Reference | tuple[Reference, ...], tags: tuple[str, ...], entries: tuple[Entry, ...]
+) -> str | None:
+    """Why `arch_tag` cannot work for these targets and tags (None when it can).
 
-    Every built platform and tag must render to a tagged reference of its own that is not one
-    of the index's; checked when platforms.yaml loads and again when --image/--tag override it.
+    Every built platform and tag must render, for each target, to a tagged reference of its
+    own that is not one of any target's index references (two targets may share one, as a
+    template naming a fixed registry gives); checked when platforms.yaml loads and again when
+    --image/--tag override it.
     """
-    index_refs = {str(target.with_tag(t)) for t in tags}
+    targets = (targets,) if isinstance(targets, Reference) else targets
+    index_refs = {str(target.with_tag(t)) for target in targets for t in tags}
     seen: dict[str, str] = {}
-    for entry in entries:
+    for entry, target in ((e, t) for e in entries for t in targets):
         if not entry.builds or entry.platform is None:
             continue
         for tag in tags:
@@ -178,7 +214,7 @@ def arch_ref_problem(template: str, target: Reference, tags: tuple[str, ...], en
             label = f"{entry.platform} tag {tag}"
             if str(ref) in index_refs:
                 return f"arch_tag gives {label} the index's own reference {str(ref)!r}"
-            if str(ref) in seen:
+            if seen.get(str(ref), label) != label:
                 return (
                     f"arch_tag gives {seen[str(ref)]} and {label} the same reference {str(ref)!r} "
                     "(use {tag} and {arch_ns} or {platform_slug})"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from manifesto.errors import UsageError
 from manifesto.matrix.model import Matrix, Target
+from manifesto.oci.descriptor import STRIP
 from manifesto.oci.mediatype import format_name
 from manifesto.oci.platform import PLATFORM_ARGS, Platform, platform_args
 from manifesto.oci.reference import LAYOUT_PREFIX, Reference
@@ -43,6 +44,7 @@ class AssembleStep:
 
     source: Reference
     platform: Platform | None
+    attestations: str = STRIP  # keep|strip the source's attestation manifests (model.Entry)
 
 
 Step = BuildStep | AssembleStep
@@ -58,6 +60,12 @@ class Plan:
     target: Target
     index_media_type: str
     annotations: dict[str, str]
+    mirrors: tuple[Target, ...] = ()  # the other targets of an `image:` list (Matrix.mirrors)
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """Every target: the first (built images are pushed there), then the mirrors."""
+        return (self.target, *self.mirrors)
 
     @property
     def builder(self) -> str:
@@ -86,9 +94,15 @@ class Plan:
 def make_plan(matrix: Matrix, only: Sequence[Platform] | None = None) -> Plan:
     """Turn a matrix into steps; `only` (the `--platform` filter) keeps just those platforms.
 
-    A filter naming a platform the matrix lacks is a UsageError. Entries with only `image:`
+    A filter naming a platform the matrix lacks is a UsageError. A `platforms: from-base`
+    matrix must have its platforms already (model.with_platforms: the matrix is pure). Entries with only `image:`
     have no platform until publish reads their config, so a filter never selects them.
     """
+    if matrix.from_base and not matrix.entries:
+        raise UsageError(
+            f"{matrix.path}: platforms: from-base is resolved from the registry first "
+            "(jobs.coverage.resolve_from_base; jobs.publish.plan does it)"
+        )
     wanted = _dedupe(only or ())
     if wanted:
         declared = matrix.platforms
@@ -100,7 +114,7 @@ def make_plan(matrix: Matrix, only: Sequence[Platform] | None = None) -> Plan:
         if wanted and (entry.platform is None or not any(entry.platform.same_as(p) for p in wanted)):
             continue
         if entry.image is not None:
-            steps.append(AssembleStep(source=entry.image, platform=entry.platform))
+            steps.append(AssembleStep(source=entry.image, platform=entry.platform, attestations=entry.attestations))
             continue
         assert entry.platform is not None
         steps.append(
@@ -120,6 +134,7 @@ def make_plan(matrix: Matrix, only: Sequence[Platform] | None = None) -> Plan:
         target=matrix.image,
         index_media_type=matrix.index_media_type,
         annotations=dict(matrix.annotations),
+        mirrors=matrix.mirrors,
     )
 
 
@@ -176,13 +191,14 @@ def render(plan: Plan, *, push_by_digest: bool = False, builders: Sequence[str] 
         if isinstance(step, BuildStep):
             extra = _extra_args(step, matrix.build.args)
             show_args = show_args or bool(extra)
-            push = [_by_digest(plan.target)] + ([] if push_by_digest else [str(r) for r in step.arch_refs])
+            push = [_by_digest(plan.target)] if push_by_digest else [_by_digest(t) for t in plan.targets]
+            push += [] if push_by_digest else [str(r) for r in step.arch_refs]
             source = f"{_rel(step.context, base)} ({_rel(step.dockerfile, step.context)})"
             builder = next(cells)
             rows.append([[str(step.platform)], ["build"], [builder], [source], [extra or "-"], push])
         else:
             platform = str(step.platform) if step.platform else "(from config)"
-            push = ["(by manifesto assemble)"] if push_by_digest else [_by_digest(plan.target)]
+            push = ["(by manifesto assemble)"] if push_by_digest else [_by_digest(t) for t in plan.targets]
             rows.append([[platform], ["assemble"], [""], [str(step.source)], ["-"], push])
     header = ["PLATFORM", "STEP", "BUILDER", "FROM", "ARGS", "PUSHED AS"]
     if not show_args:
@@ -198,11 +214,14 @@ def render(plan: Plan, *, push_by_digest: bool = False, builders: Sequence[str] 
     if push_by_digest:
         lines.append("index: not pushed (--push-by-digest moves no tag; `manifesto assemble` pushes the index")
         lines.append(f"  under {', '.join(plan.tags)}, and the arch tags, from the digest files of every platform)")
+        if plan.mirrors:
+            mirrors = ", ".join(_shown(t, base) for t in plan.mirrors)
+            lines.append(f"  images go to {plan.target} only; `manifesto assemble` copies them to {mirrors}")
         return "\n".join(lines) + "\n"
     lines.append("index")
     fields = [
         ("media type", [f"{plan.index_media_type} ({format_name(plan.index_media_type)})"]),
-        ("target", [str(plan.target) if not plan.target.is_layout else _layout(plan.target, base)]),
+        ("targets" if plan.mirrors else "target", [_shown(t, base) for t in plan.targets]),
         ("tags", [", ".join(plan.tags)]),
     ]
     if plan.filtered:
@@ -231,6 +250,10 @@ def _by_digest(target: Target) -> str:
     if target.reference is not None:
         return f"{target.reference.name}@<digest>"
     return "layout, by digest"
+
+
+def _shown(target: Target, base: Path) -> str:
+    return str(target) if not target.is_layout else _layout(target, base)
 
 
 def _layout(target: Target, base: Path) -> str:

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from manifesto.errors import InvalidPlatform, InvalidReference, SpecError, UsageError
+from manifesto.errors import InvalidPlatform, InvalidReference, SpecError
 from manifesto.matrix.buildcache import cache_section
 from manifesto.matrix.envsubst import SubstitutionError, substitute
 from manifesto.matrix.located import (
@@ -44,6 +44,8 @@ from manifesto.matrix.model import (
     arch_tag_values,
     render_arch_tag,
 )
+from manifesto.matrix.targets import targets_section
+from manifesto.oci.descriptor import ATTESTATIONS, STRIP
 from manifesto.oci.mediatype import FORMATS
 from manifesto.oci.platform import PLATFORM_ARGS, Platform, duplicates
 from manifesto.oci.reference import TAG_SYNTAX, Reference, valid_tag
@@ -52,10 +54,11 @@ VERSION = 1
 DEFAULT_FORMAT = "oci"
 DEFAULT_CONTEXT = "."
 DEFAULT_DOCKERFILE = "Dockerfile"
+FROM_BASE = "from-base"  # `platforms: from-base`: every platform of the Dockerfile's base
 
 TOP_KEYS = ("version", "image", "tags", "format", "annotations", "build", "arch_tag", "platforms")
 BUILD_KEYS = ("builder", "context", "dockerfile", "args", "cache")
-ENTRY_KEYS = ("platform", "image", "args", "dockerfile", "context")
+ENTRY_KEYS = ("platform", "image", "args", "dockerfile", "context", "attestations")
 BUILD_ONLY_ENTRY_KEYS = ("args", "dockerfile", "context")
 
 __all__ = [
@@ -167,18 +170,22 @@ class _Validator:
             if key not in doc:
                 self.fail(doc.line, f"missing required key {key!r}")
         self.version(doc)
-        target = self.target(doc)
+        targets = targets_section(self, doc)
         tags = self.tags(doc)
         fmt = self.choice(doc, "format", tuple(FORMATS), DEFAULT_FORMAT)
         annotations = self.annotations(doc, fmt)
         build, sources = self.build(doc)
-        arch_tag = self.arch_tag(doc, target)
+        arch_tag = self.arch_tag(doc, targets)
         entries = self.entries(doc, build, sources, arch_tag)
-        if arch_tag is not None and target.reference is not None:
-            self.check_arch_refs(doc, arch_tag, target.reference, tags, entries)
+        if arch_tag is not None:
+            refs = tuple(t.reference for t in targets if t.reference is not None)
+            problem = arch_ref_problem(arch_tag, refs, tags, entries)
+            if problem:
+                self.fail(doc.value_line("arch_tag"), problem)
         return Matrix(
             path=self.path,
-            image=target,
+            image=targets[0],
+            mirrors=targets[1:],
             tags=tags,
             format=fmt,
             index_media_type=FORMATS[fmt],
@@ -186,6 +193,8 @@ class _Validator:
             build=build,
             arch_tag=arch_tag,
             entries=entries,
+            from_base=doc["platforms"] == FROM_BASE,
+            platforms_line=doc.value_line("platforms"),
         )
 
     # -- generic checks ---------------------------------------------------------------------
@@ -258,16 +267,6 @@ class _Validator:
                 doc.value_line("version"), f"unsupported version {value} (this manifesto reads version {VERSION})"
             )
 
-    def target(self, doc: LocatedMap) -> Target:
-        text = self.field(doc, "image")
-        line = doc.value_line("image")
-        try:
-            return Target.parse(text, self.base)
-        except InvalidReference as e:
-            self.fail(line, f"image: {e}")
-        except UsageError as e:
-            self.fail(line, str(e))
-
     def tags(self, doc: LocatedMap) -> tuple[str, ...]:
         seq = doc["tags"]
         line = doc.value_line("tags")
@@ -336,12 +335,12 @@ class _Validator:
                 self.fail(table.key_line(name), f"build arg {name} is set by manifesto for each platform")
         return out
 
-    def arch_tag(self, doc: LocatedMap, target: Target) -> str | None:
+    def arch_tag(self, doc: LocatedMap, targets: tuple[Target, ...]) -> str | None:
         if "arch_tag" not in doc:
             return None
         text = self.field(doc, "arch_tag")
         line = doc.value_line("arch_tag")
-        if target.is_layout:
+        if any(t.is_layout for t in targets):
             self.fail(line, "arch_tag needs a registry image, but image is an OCI layout (oci:...)")
         try:
             fields = list(string.Formatter().parse(text))
@@ -364,8 +363,13 @@ class _Validator:
         self, doc: LocatedMap, build: BuildSettings, sources: dict[str, _Source], arch_tag: str | None
     ) -> tuple[Entry, ...]:
         seq = doc["platforms"]
+        if seq == FROM_BASE:  # the base's platforms: resolved at plan time (jobs.coverage)
+            # the build files are checked now, as for a written platform (this one stands in)
+            self.built_entry(Platform("linux", "amd64"), doc.value_line("platforms"), build, sources, {}, {})
+            return ()
         if not isinstance(seq, LocatedList):
-            self.fail(doc.value_line("platforms"), f"platforms must be a list, got {_kind(seq)}")
+            hint = f" (or {FROM_BASE!r}: the base image's platforms)" if isinstance(seq, str) else ""
+            self.fail(doc.value_line("platforms"), f"platforms must be a list, got {_kind(seq)}{hint}")
         if not seq:
             self.fail(doc.value_line("platforms"), "platforms must not be empty; list at least one, e.g. - linux/amd64")
         uses_ns = arch_tag is not None and "{arch_ns}" in arch_tag
@@ -433,7 +437,10 @@ class _Validator:
                 image = Reference.parse(source)
             except InvalidReference as e:
                 self.fail(image_line, f"image: {e}")
-            return Entry(platform, image, build.context, build.dockerfile, {}, line), text, pline
+            attestations = self.choice(m, "attestations", ATTESTATIONS, STRIP)
+            return Entry(platform, image, build.context, build.dockerfile, {}, line, attestations), text, pline
+        if "attestations" in m:
+            self.fail(m.key_line("attestations"), "'attestations' applies to an entry with 'image' (a built image has none)")
         overrides = {
             key: _Source(self.field(m, key), m.value_line(key)) for key in ("context", "dockerfile") if key in m
         }
@@ -481,12 +488,3 @@ class _Validator:
     def resolve(base: Path, text: str) -> Path:
         """Absolute, normalized (symlinks kept); an absolute `text` stays as it is."""
         return Path(os.path.abspath(base / text))
-
-    # -- cross checks -----------------------------------------------------------------------
-
-    def check_arch_refs(
-        self, doc: LocatedMap, template: str, target: Reference, tags: tuple[str, ...], entries: tuple[Entry, ...]
-    ) -> None:
-        problem = arch_ref_problem(template, target, tags, entries)
-        if problem:
-            self.fail(doc.value_line("arch_tag"), problem)

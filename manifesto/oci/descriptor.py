@@ -15,6 +15,8 @@ from manifesto.oci.platform import Platform
 
 ATTESTATION_TYPE_KEY = "vnd.docker.reference.type"
 ATTESTATION_SUBJECT_KEY = "vnd.docker.reference.digest"
+KEEP, STRIP = "keep", "strip"
+ATTESTATIONS = (KEEP, STRIP)  # `--attestations` and platforms.yaml `attestations:` (lists.rules.split_attestations)
 _MODELLED = {"mediaType", "digest", "size", "platform", "annotations"}
 
 

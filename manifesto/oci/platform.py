@@ -28,6 +28,7 @@ _ARCH_ALIASES: dict[str, tuple[str, str | None]] = {
     "armel": ("arm", "v6"),
     "armv7": ("arm", "v7"),
     "armv7l": ("arm", "v7"),
+    "armv8l": ("arm", "v8"),  # `uname -m` of a 32-bit process on a 64-bit ARM CPU (linux32)
     "armv6": ("arm", "v6"),
     "armv6l": ("arm", "v6"),
     "armv5": ("arm", "v5"),

@@ -37,10 +37,26 @@ class Reference:
 
     @classmethod
     def parse(cls, text: str) -> Reference:
-        """Parse a reference, raising InvalidReference with the exact reason."""
+        """Parse a registry reference (`docker://` in front allowed), raising InvalidReference
+        with the exact reason; parse_location() also takes `oci:DIR[:TAG|@DIGEST]`."""
+        layout = f"{text}: an OCI layout, where a registry reference is needed"
+        try:
+            ref = cls._parse(text)
+        except InvalidReference as e:
+            if text.startswith(LAYOUT_PREFIX):  # `oci:./out:1` would read as a bad registry port
+                raise InvalidReference(layout) from e
+            raise
+        if text.startswith(LAYOUT_PREFIX) and ref.registry == DOCKER_HUB:
+            # `oci:out` parses as Docker Hub's `oci` image, tag `out`: a layout was meant, or
+            # the ambiguity is the user's to lift
+            raise InvalidReference(f"{layout} (docker://{text} names the Docker Hub image)")
+        return ref
+
+    @classmethod
+    def _parse(cls, text: str) -> Reference:
         if not text or text != text.strip():
             raise InvalidReference(f"invalid reference {text!r}: empty or surrounded by spaces")
-        rest, digest = text, None
+        rest, digest = text.removeprefix(DOCKER_PREFIX), None
         if "@" in rest:
             rest, _, dtext = rest.partition("@")
             try:
@@ -96,11 +112,12 @@ class Reference:
         name = self.name
         if self.registry == DOCKER_HUB:
             # Like docker's FamiliarName: `library/` goes only from a one-component name, and the
-            # short form must not read back as another reference (`0.0/x` would name a registry).
+            # short form must not read back as another reference (`0.0/x` would name a registry,
+            # `oci:1` a layout).
             short = self.repository
             if short.startswith("library/") and short.count("/") == 1:
                 short = short.removeprefix("library/")
-            if _split_registry(short)[0] is None:
+            if _split_registry(short)[0] is None and not (short + self._suffix()).startswith(LAYOUT_PREFIX):
                 name = short
         return name + self._suffix()
 
@@ -161,15 +178,70 @@ def valid_tag(tag: str) -> bool:
 LAYOUT_PREFIX = "oci:"
 
 
-def split_layout(text: str) -> tuple[str, str | None]:
-    """`oci:DIR[:TAG]` as (DIR, TAG or None); a ':' followed by no valid tag belongs to DIR."""
+# A registry reference may carry skopeo's transport name in front: `docker://REF`.
+DOCKER_PREFIX = "docker://"
+
+
+@dataclass(frozen=True)
+class LayoutReference:
+    """`oci:DIR[:TAG|@DIGEST]`: an OCI image layout directory and, optionally, one manifest in it."""
+
+    path: str
+    tag: str | None = None
+    digest: Digest | None = None
+
+    @property
+    def reference(self) -> str | None:
+        """The manifest to read in the layout: the digest, else the tag; None for "its only tag"."""
+        return str(self.digest) if self.digest else self.tag
+
+    @property
+    def familiar(self) -> str:
+        return str(self)
+
+    def with_digest(self, digest: Digest) -> LayoutReference:
+        """The same layout, pinned to a digest (tag dropped)."""
+        return replace(self, tag=None, digest=digest)
+
+    def __str__(self) -> str:
+        return LAYOUT_PREFIX + self.path + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
+
+
+def parse_location(text: str) -> Reference | LayoutReference:
+    """Any reference a verb takes: `oci:DIR[:TAG|@DIGEST]`, `docker://REF` or a plain REF.
+
+    The one place that tells a layout from a registry reference (skopeo's transport names),
+    so every verb reads the same forms the same way.
+    """
+    if text.startswith(LAYOUT_PREFIX):
+        return parse_layout(text)
+    return Reference.parse(text)
+
+
+def parse_layout(text: str) -> LayoutReference:
+    """`oci:DIR[:TAG|@DIGEST]`. A ':' followed by no valid tag, or an '@' by no digest, belongs to DIR."""
     rest = text.removeprefix(LAYOUT_PREFIX)
-    path, sep, tag = rest.rpartition(":")
-    if not (sep and valid_tag(tag)):
-        path, tag = rest, ""
+    digest = None
+    head, sep, tail = rest.rpartition("@")
+    if sep and is_digest(tail):
+        try:
+            digest = Digest.parse(tail)
+        except Exception as e:
+            raise InvalidReference(f"invalid reference {text!r}: {e}") from None
+        path, tag = head, None
+    else:
+        path, sep, tag = rest.rpartition(":")
+        if not (sep and valid_tag(tag)):
+            path, tag = rest, None
     if not path:
         raise InvalidReference(f"{text}: oci: needs a directory, e.g. oci:./out:1.0")
-    return path, tag or None
+    return LayoutReference(path, tag, digest)
+
+
+def split_layout(text: str) -> tuple[str, str | None]:
+    """`oci:DIR[:TAG|@DIGEST]` as (DIR, TAG or DIGEST text or None): what to read in the layout."""
+    layout = parse_layout(text)
+    return layout.path, layout.reference
 
 
 def check_tag(tag: str) -> str:

@@ -155,6 +155,20 @@ class LayoutStore:
         _, descriptors = self._read_index()
         return {d.annotations[REF_NAME]: d for d in descriptors if REF_NAME in d.annotations}
 
+    def reference(self, given: str | None, label: str) -> str:
+        """What to read: `given` (a tag or digest), else the layout's only tag.
+
+        Why: `oci:DIR` without a tag or digest names the one image the layout holds, as skopeo
+        reads it; with several tags that guess would be wrong, so the user must name one.
+        `label` says where the reference came from, for the error.
+        """
+        if given is not None:
+            return given
+        tags = self.tags()
+        if len(tags) != 1:
+            raise UsageError(f"{label}: the layout has {len(tags)} tags; name one as oci:DIR:TAG")
+        return next(iter(tags))
+
     def blob_path(self, digest: Digest) -> Path:
         """Where a blob lives (whether or not it is there)."""
         return self.path / "blobs" / digest.algorithm / digest.hex

@@ -124,8 +124,9 @@ def _one_line_error(result: Sequence[Any], code: int | None = None, *contains: s
     assert "Traceback" not in err, err
     errors = [line for line in err.splitlines() if line.startswith("manifesto: error:")]
     assert len(errors) == 1, f"expected exactly one error line:\n{err}"
-    others = [line for line in err.splitlines() if line.strip() and not line.startswith(("manifesto: error:", "{"))]
-    assert not others, f"unexpected extra stderr lines (not JSON log events):\n{err}"
+    logged = ("manifesto: error:", "manifesto: warning:", "{")  # the error, log events (plain or JSON)
+    others = [line for line in err.splitlines() if line.strip() and not line.startswith(logged)]
+    assert not others, f"unexpected extra stderr lines (not log events):\n{err}"
     line = errors[0]
     for text in contains:
         assert text in line, f"{text!r} not in {line!r}"
@@ -323,19 +324,41 @@ def make_index_layout(layout: Path, arches: Sequence[str], attest: str | None = 
             "layer_digest": layer_digest,
             "manifest": manifest,
         }
-    index = canonical_json({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": descriptors})
-    index_digest = _write_blob(layout, index)
+    return IndexLayout(layout, tag, images, tag_index(layout, descriptors, tag), att)
+
+
+def tag_index(layout: Path, manifests: list[dict[str, Any]], tag: str) -> bytes:
+    """Write an OCI image index of `manifests` into `layout` under `tag`; its exact bytes."""
+    index = canonical_json({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": manifests})
     top = json.loads((layout / "index.json").read_bytes())
     top["manifests"].append(
         {
             "mediaType": MT_OCI_INDEX,
-            "digest": index_digest,
+            "digest": _write_blob(layout, index),
             "size": len(index),
             "annotations": {"org.opencontainers.image.ref.name": tag},
         }
     )
     (layout / "index.json").write_bytes(canonical_json(top))
-    return IndexLayout(layout, tag, images, index, att)
+    return index
+
+
+def hello_native(directory: Path) -> Path:
+    """A copy of examples/hello-native in `directory` for linux/amd64 and linux/arm64/v8 only
+    (the native builder: fast, no qemu); its platforms.yaml, `image:` as the example has it."""
+    import shutil
+
+    from tests.support.tools import REPO_ROOT, missing, run
+
+    example = REPO_ROOT / "examples" / "hello-native"
+    done = run(["bash", example / "prepare.sh"], check=False, timeout=900)
+    if done.returncode != 0:
+        missing(f"examples/hello-native/prepare.sh failed (needs busybox-static .debs): {done.stderr[-800:]}")
+    copy = directory / "hello-native"
+    shutil.copytree(example, copy, symlinks=True)
+    spec = copy / "platforms.yaml"
+    spec.write_text(spec.read_text().replace("  - linux/arm/v7\n  - linux/ppc64le\n  - linux/s390x\n", ""))
+    return spec
 
 
 @pytest.fixture(scope="session")

@@ -112,6 +112,12 @@ def _field(out: str, name: str) -> str | None:
     return m.group(1) if m else None
 
 
+def _blobs(raw: bytes) -> int:
+    """An image's size as pulled: config and layers."""
+    doc = json.loads(raw)
+    return sum(d["size"] for d in [doc["config"], *doc["layers"]])
+
+
 def _row(out: str, digest: str) -> str:
     return next(line for line in out.splitlines() if digest in line)
 
@@ -172,24 +178,27 @@ def test_a_referrers_index_of_artifacts(things, cli):
     ref = things["referrers"].ref
     sbom, chart = things["sbom"].digest, things["chart"].digest
     for flags in ([], ["-v"]):
-        out = ok(cli("inspect", *flags, ref))
+        out = ok(cli("inspect", "--no-trunc", *flags, ref))
         assert re.search(rf"^unknown\s+{sbom}\s.*oci manifest\s+{re.escape(SBOM)}", out, re.M), out
         assert re.search(rf"^unknown\s+{chart}\s.*oci manifest\s+{re.escape(HELM)}", out, re.M), out
         assert "config=" not in out, "an artifact's config was read as an image config"
     doc = json.loads(ok(cli("inspect", "--json", ref)))
-    assert doc["manifests"] == json.loads(things["referrers"].raw)["manifests"]
+    assert doc["manifests"] == [  # as stored, plus what was learned
+        {**m, "attestationOf": None, "imageSize": _blobs(things[kind].raw)}
+        for m, kind in zip(json.loads(things["referrers"].raw)["manifests"], ("sbom", "chart"))
+    ]
 
 
 def test_an_index_with_an_attestation_and_an_entry_without_platform(things, cli):
     ref = things["mixed"].ref
     image, att, bare = things["image"].digest, things["attestation"].digest, things["oci-empty-config"].digest
-    out = ok(cli("inspect", ref))
+    out = ok(cli("inspect", "--no-trunc", ref))
     assert re.search(rf"^linux/amd64\s+{image}\s", out, re.M), out
     assert re.search(rf"^attestation of linux/amd64\s+{att}\s", out, re.M), out
     assert re.search(rf"^unknown\s+{bare}\s", out, re.M), out
     assert _field(out, "Annotation") == "org.opencontainers.image.source=https://example.com/src"
 
-    verbose = ok(cli("inspect", "-v", ref))
+    verbose = ok(cli("inspect", "-v", "--no-trunc", ref))
     assert "config=linux/amd64 created=2024-01-02T03:04:05Z cmd=/bin/true" in _row(verbose, image)
     assert "config=unknown" in _row(verbose, bare)
     assert "config=" not in _row(verbose, att)

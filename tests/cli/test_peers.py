@@ -38,7 +38,7 @@ def assert_manifesto_reads(cli, cli_bytes, ref: str, raw: bytes) -> None:
     rc, out, err = cli_bytes("inspect", "--raw", ref)
     assert rc == 0, err
     assert out == raw, "manifesto inspect --raw differs from skopeo inspect --raw"
-    table = ok(cli("inspect", ref))
+    table = ok(cli("inspect", "--no-trunc", ref))
     assert re.search(rf"^Digest:\s+{sha256_of(raw)}$", table, re.M), table
     for digest, platform in summary(raw):
         assert re.search(rf"^{re.escape(platform)}\s+{digest}\s", table, re.M), f"no row {platform}:\n{table}"

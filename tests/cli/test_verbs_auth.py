@@ -334,6 +334,8 @@ def _events(outputs: list[str]) -> set[str]:
         for line in text.splitlines():
             if line.startswith("{"):
                 events.add(json.loads(line).get("event"))
+            elif m := re.match(r"manifesto: (?:debug|info|warning): ([a-z0-9 ]+?)(?= \S+=|$)", line):
+                events.add(m.group(1).replace(" ", "_"))  # a plain line: `manifesto: debug: http request k=v`
     return events
 
 

@@ -211,7 +211,8 @@ def test_wrong_tag_types(spec, text, message):
     ("text", "line", "message"),
     [
         ("image: 42", 1, "image must be a string, got a number"),
-        ("image: [a]", 1, "image must be a string, got a list"),
+        ("image: []", 1, "image must not be an empty list; name at least one repository"),
+        ("image: {a: b}", 1, "image must be a repository or a list of them, got a mapping"),
         ("image: ''", 1, "image must not be empty"),
         ("image: localhost:5000/hello\nformat: 2", 2, "format must be a string"),
         ("image: localhost:5000/hello\nplatforms: linux/amd64", 2, "platforms must be a list, got a string"),

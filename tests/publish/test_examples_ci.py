@@ -1,13 +1,14 @@
 """examples/ci/: the GitHub Actions and GitLab CI workflows, parsed and their commands run.
 
 Every line of every `run:` / `script:` that starts with `manifesto` is executed for real with
-bash, after the CI's own variables are replaced by local values (GitHub `${{ ... }}`
+bash, and every use of manifesto's GitHub Action (action.yml) with a command runs that command
+through the action's own scripts/action-run.py, after the CI's own variables are replaced by local values (GitHub `${{ ... }}`
 expressions through a small mapping; shell variables through the environment): the per-platform
 jobs run as separate processes with separate state (one "runner" each, at the same time), their
 digest files travel like artifacts into the assembling job's workspace, and the assemble job's
 commands push the index into a local htpasswd registry. `manifesto login` lines run too, against
 that registry, with the "secrets" mapped to its test user. Lines that are not manifesto
-commands (apt-get, the venv, `pip install manifesto-oci`, CI env plumbing, the example's
+commands (apt-get, the venv, GitLab's pinned `pip install` of manifesto, CI env plumbing, the example's
 prepare.sh) are checked to be exactly the known setup lines, not executed.
 
 The workflows list all five platforms; two of them are run here to stay fast.
@@ -20,8 +21,10 @@ import fnmatch
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -71,7 +74,11 @@ SETUP = [
 ]
 # pinned to this project's own version (a re-run must publish with the same tool)
 VERSION_PIN = re.search(r'^version = "([^"]+)"', (REPO_ROOT / "pyproject.toml").read_text(), re.MULTILINE)
-PIP = f"pip install manifesto-oci=={VERSION_PIN.group(1) if VERSION_PIN else '?'}"
+PINNED = f"v{VERSION_PIN.group(1) if VERSION_PIN else '?'}"
+# GitLab installs from the source the user names (MANIFESTO_SOURCE at MANIFESTO_REF) ...
+PIP = 'pip install "${MANIFESTO_SOURCE}@${MANIFESTO_REF}"'
+# ... GitHub uses the action at the top of this repository, under a placeholder owner
+ACTION = re.compile(rf"^OWNER/manifesto@{re.escape(PINNED)}$")
 
 
 def lines_of(block: str) -> list[str]:
@@ -127,6 +134,19 @@ class Machine:
         self.ran.append(line)
         self.stdout.append(done.stdout)
         return done
+
+    def action(self, inputs: dict[str, str], env: dict[str, str]) -> None:
+        """A use of the action with a command: its run step's script, with this venv's manifesto."""
+        given = {f"INPUT_{k.upper()}": inputs.get(k, "") for k in ("command", "file", "args")}
+        done = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "scripts" / "action-run.py")],
+            cwd=self.workspace, env=self.state.shell_env({**env, **given}), capture_output=True, text=True,
+            timeout=600, stdin=subprocess.DEVNULL, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"the action's {inputs} failed (exit {done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+        [echo] = [line for line in done.stderr.splitlines() if line.startswith("+ manifesto ")]
+        self.ran.append(echo[2:])
+        self.stdout.append(done.stdout)
 
 
 def checkout(root: Path, hello: Path, platforms: list[str]) -> Path:
@@ -227,7 +247,7 @@ def test_github_actions_workflow_runs_for_real(hello: Path, ci_registry: Registr
     def run_job(job: dict[str, Any], machine: Machine, ctx: dict[str, str]) -> dict[str, Any]:
         """Run the job's manifesto lines in order; return its artifact steps' `with:`."""
         artifacts: dict[str, Any] = {"upload": [], "download": []}
-        pips = 0
+        installed = False  # the action has run (manifesto is on PATH)
         for step in job["steps"]:
             uses = step.get("uses", "")
             if uses.startswith("actions/upload-artifact@"):
@@ -235,19 +255,29 @@ def test_github_actions_workflow_runs_for_real(hello: Path, ci_registry: Registr
                 artifacts["upload"].append({k: expand(str(v), ctx) for k, v in step["with"].items()})
             elif uses.startswith("actions/download-artifact@"):
                 artifacts["download"].append(step["with"])
+            if uses.startswith("OWNER/"):
+                assert ACTION.match(uses), f"the action, pinned to this version: {uses}"
+                inputs = {k: expand(str(v), {**ctx, **{f"env.{k}": v for k, v in {**workflow_env, **github_env}.items()}})
+                          for k, v in step.get("with", {}).items()}  # fmt: skip
+                assert set(inputs) <= set(yaml.safe_load((REPO_ROOT / "action.yml").read_text())["inputs"])
+                assert installed or inputs.get("command") == "", "the first use only installs (and sets up qemu)"
+                installed = True
+                if inputs.get("command"):
+                    machine.action(inputs, {**workflow_env, **github_env})
             if "run" not in step:
                 continue
             lines = lines_of(step["run"])
-            pips += lines.count(PIP)
+            assert PIP not in lines
             env = {**workflow_env, **github_env, **{k: expand(str(v), ctx) for k, v in (step.get("env") or {}).items()}}
             for line in split_lines(lines):
+                assert installed, f"{line}: before the action installed manifesto"
                 line = expand(line, ctx)
                 unknown = shell_vars(line) - set(env)
                 assert not unknown, f"{line}: variables the workflow never sets: {unknown}"
                 if line.startswith("manifesto login"):
                     assert line == 'manifesto login "$REGISTRY" --username "$REGISTRY_USERNAME" --password-stdin <<< "$REGISTRY_PASSWORD"'
                 machine.sh(line, env)
-        assert pips == 1, f"each job installs manifesto with `{PIP}` once"
+        assert installed, "each job uses the action"
         return artifacts
 
     chosen = [m for m in matrix if m["platform"] in ("linux/amd64", "linux/arm/v7")]
@@ -263,7 +293,7 @@ def test_github_actions_workflow_runs_for_real(hello: Path, ci_registry: Registr
     for m in chosen:
         ran = runners[m["platform"]].ran
         assert [line.split()[1] for line in ran] == ["login", "doctor", "publish"], ran
-        assert f"--push-by-digest --digest-file \"digests/{m['slug']}.json\"" in ran[-1]
+        assert shlex.split(ran[-1])[-3:] == ["--push-by-digest", "--digest-file", f"digests/{m['slug']}.json"], ran[-1]
     assert_nothing_tagged(ci_registry, repo, [m["platform"] for m in chosen])
 
     # artifacts: each runner uploads its digest file; assemble downloads them all into digests/
@@ -309,6 +339,7 @@ def test_gitlab_ci_pipeline_runs_for_real(hello: Path, ci_registry: Registry, tm
     }
     variables = {k: re.sub(r"\$\{?(\w+)\}?", lambda m: predefined[m.group(1)], str(v)) for k, v in doc["variables"].items()}
     assert variables["IMAGE"] == ci_registry.ref(repo)
+    assert variables["MANIFESTO_REF"] == PINNED and variables["MANIFESTO_SOURCE"].startswith("git+https://")
     exported = {"VERSION": VERSION, "SOURCE_DATE_EPOCH": EPOCH}  # what the `export` lines give
 
     def run_job(j: dict[str, Any], machine: Machine, env: dict[str, str]) -> None:

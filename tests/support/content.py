@@ -61,6 +61,12 @@ class Content:
     def close(self) -> None:
         self.http.close()
 
+    def __enter__(self) -> Content:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def blob(self, data: bytes, media_type: str, **extra: Any) -> dict[str, Any]:
         """Upload `data` (monolithic POST+PUT); its descriptor."""
         r = self.http.post(f"/v2/{self.repo}/blobs/uploads/")
@@ -71,8 +77,10 @@ class Content:
 
     def manifest(self, doc: dict[str, Any], tag: str | None = None) -> Pushed:
         """PUT the manifest (by tag, else by digest) as `dumps(doc)`; what the registry stores."""
-        raw = dumps(doc)
-        media_type = doc["mediaType"]
+        return self.put(dumps(doc), doc["mediaType"], tag)
+
+    def put(self, raw: bytes, media_type: str, tag: str | None = None) -> Pushed:
+        """PUT exactly these manifest bytes (by tag, else by digest); what the registry stores."""
         where = tag or sha256(raw)
         r = self.http.put(f"/v2/{self.repo}/manifests/{where}", content=raw, headers={"Content-Type": media_type})
         assert r.status_code == 201, f"PUT {where}: {r.status_code} {r.text}"
@@ -99,6 +107,30 @@ class Content:
 
     def index(self, manifests: list[dict[str, Any]], *, tag: str, media_type: str = OCI_INDEX, **fields: Any) -> Pushed:
         return self.manifest({"schemaVersion": 2, "mediaType": media_type, "manifests": manifests, **fields}, tag)
+
+    def arch_image(self, image: Any) -> dict[str, Any]:
+        """A busybox test image (tests.support.images.ArchImage): its blobs and exact manifest
+        bytes, by digest; its index entry."""
+        self.blob(image.config_bytes, "x")
+        self.blob(image.blob(image.layer_digest), "x")
+        self.put(image.manifest_bytes, image.manifest_media_type)
+        return image.descriptor()
+
+    def attestation(self, subject: str) -> dict[str, Any]:
+        """A buildkit-style attestation manifest for the image `subject` (an in-toto layer, a `{}`
+        config), pushed by digest; its index entry (unknown/unknown, the reference annotations)."""
+        pushed = self.manifest(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": self.blob(b"{}", OCI_CONFIG),
+                "layers": [self.blob(b'{"predicateType": "https://slsa.dev/provenance/v0.2"}', "application/vnd.in-toto+json")],
+            }
+        )
+        return pushed.descriptor(
+            platform={"architecture": "unknown", "os": "unknown"},
+            annotations={"vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": subject},
+        )
 
     def get(self, reference: str) -> httpx.Response:
         accept = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))

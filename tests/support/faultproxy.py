@@ -33,6 +33,7 @@ Actions (the first rule that matches a request and still has `times` left acts; 
   Respond(status, body=b"", headers={})
                      answer this instead of the registry (the request body is read and dropped).
   Delay(seconds)     wait, then forward normally.
+  Headers(headers)   forward normally, adding these headers to the registry's response.
 
 Matching: `method` (exact, None = any), `path` (regex searched in the request target, query
 included), `skip` (let the first `skip` matches pass untouched), `times` (act on at most that
@@ -80,7 +81,12 @@ class Delay:
     seconds: float
 
 
-Action = Reset | Cut | Respond | Delay
+@dataclass(frozen=True)
+class Headers:
+    headers: dict[str, str]
+
+
+Action = Reset | Cut | Respond | Delay | Headers
 
 
 @dataclass
@@ -428,6 +434,8 @@ class FaultProxy:
             status_line, rheaders = _parse_head(up.head())
             status = int(status_line.split(" ", 2)[1])
             entry["status"] = status
+            if isinstance(action, Headers):
+                rheaders = [*rheaders, *action.headers.items()]
             client.sendall(_render(status_line, rheaders))
             if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
                 return

@@ -109,6 +109,10 @@ _USER_CONFIG_VARS = (
     "XDG_STATE_HOME",
     "XDG_RUNTIME_DIR",
     "CONTAINERS_AUTH_FILE",
+    # the CI the suite itself runs in: the CLI under test writes there only when a test says so
+    "GITHUB_ACTIONS",
+    "GITHUB_OUTPUT",
+    "GITHUB_STEP_SUMMARY",
 )
 
 

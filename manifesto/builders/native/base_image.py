@@ -17,10 +17,11 @@ from typing import Any
 
 from manifesto.errors import ContentError, NotFound, UsageError
 from manifesto.oci.config import ImageConfig
-from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
-from manifesto.oci.platform import Platform, matches, pick
+from manifesto.oci.manifest import ImageManifest, parse
+from manifesto.oci.platform import Platform, matches
 from manifesto.oci.reference import LAYOUT_PREFIX, Reference, split_layout
 from manifesto.store.layout import LayoutStore
+from manifesto.store.places import platform_image
 from manifesto.store.protocol import Fetched, Store
 from manifesto.store.registry.pool import Registries
 
@@ -52,12 +53,7 @@ async def resolve(image: str | None, platform: Platform, registries: Registries,
         path, tag = split_layout(image)
         store = LayoutStore(Path(path).resolve())
         try:
-            if tag is None:
-                tags = store.tags()
-                if len(tags) != 1:
-                    raise UsageError(f"{where}: FROM {image}: the layout has {len(tags)} tags; name one as oci:DIR:TAG")
-                tag = next(iter(tags))
-            fetched = await store.get_manifest("", tag)
+            fetched = await store.get_manifest("", store.reference(tag, f"{where}: FROM {image}"))
         except NotFound as e:
             raise UsageError(f"{where}: FROM {image}: {e}") from None
         return await _for_platform(store, "", fetched, platform, image, f"{LAYOUT_PREFIX}{store.path}")
@@ -78,17 +74,9 @@ async def _for_platform(
 ) -> BaseImage:
     """The image for `platform` of what a reference gave: the matching child of an index, or
     the image itself when its config says that platform."""
-    doc = parse(fetched.raw, fetched.media_type, label)
-    if isinstance(doc, ImageIndex):
-        found = pick(doc.images(), platform)
-        if not found:
-            has = ", ".join(str(d.platform) for d in doc.images() if d.platform is not None) or "no platforms"
-            raise UsageError(f"base image {label} has no {platform} image (it has {has})")
-        fetched = await store.get_manifest(repo, found[0].digest)
-        doc = parse(fetched.raw, fetched.media_type, f"{label}@{found[0].digest}")
-        if isinstance(doc, ImageIndex):
-            raise ContentError(f"base image {label}: the {platform} entry is itself an index")
-    assert isinstance(doc, ImageManifest)
+    fetched, index = await platform_image(store, repo, fetched, platform, f"base image {label}", error=UsageError)
+    doc = parse(fetched.raw, fetched.media_type, label if index is None else f"{label}@{fetched.digest}")
+    assert isinstance(doc, ImageManifest)  # platform_image follows nested indexes
     if not doc.has_image_config:
         raise UsageError(f"base image {label} is not a container image (config {doc.config.media_type})")
     raw = await store.read_blob_bytes(repo, doc.config.digest)

@@ -37,6 +37,8 @@ from manifesto.store.registry import retry
 from manifesto.store.registry.auth import Authenticator, repository_scope
 from manifesto.store.registry.bodies import DOING, content_length, read_capped, verified_digest
 from manifesto.store.registry.lookup import Credential
+from manifesto.store.registry.ratelimit import RateLimit, describe_window
+from manifesto.store.registry.ratelimit import parse as parse_rate_limit
 from manifesto.store.registry.errors import error_for
 from manifesto.store.registry.tls import CERTS_DIR, OnFirstUse, ssl_context, unverified_transport
 from manifesto.store.registry.uploads import Uploads
@@ -75,6 +77,8 @@ class RegistryClient(Uploads):
         self.backoff = backoff
         self.chunk_size = chunk_size
         self.certs_dir = certs_dir
+        self.rate_limit: RateLimit | None = None  # the last one the registry announced
+        self._rate_warned = False
         # Requests that send a body take slots of their own: an upload whose body streams from a
         # GET on this same client must never wait for a slot that uploads are holding.
         self._limit = asyncio.Semaphore(max_concurrency)
@@ -196,12 +200,47 @@ class RegistryClient(Uploads):
             challenge = resp.headers.get("www-authenticate", "")
             await resp.aclose()
             auth_value = await self.auth.answer(self.http, challenge, scopes, sent=auth_value)
+        self._note_rate_limit(resp)
         if resp.status_code == 401 and ok_401:
             return resp
         if resp.status_code >= 400:
             await resp.aread()
             raise error_for(resp.status_code, resp.content, resp.headers.get("content-type", ""), what)
         return resp
+
+    def _note_rate_limit(self, resp: httpx.Response) -> None:
+        """Keep the pull limit the registry announces; warn once when it is running out."""
+        found = parse_rate_limit(resp.headers)
+        if found is None:
+            return
+        self.rate_limit = found
+        if found.low and not self._rate_warned:
+            self._rate_warned = True
+            log.warning(
+                "rate_limit_running_out",
+                registry=self.registry,
+                remaining=found.remaining,
+                limit=found.limit,
+                window=describe_window(found.window),
+            )
+
+    async def read_rate_limit(self, repo: str, reference: ManifestRef) -> RateLimit | None:
+        """The registry's pull limit, from ONE HEAD of a manifest (a HEAD is not a pull on
+        Docker Hub); None when the registry announces none. NotFound when there is no such
+        manifest. No warning: the caller shows what it found."""
+        reference = str(reference)
+        self.rate_limit, warned, self._rate_warned = None, self._rate_warned, True
+        try:
+            await self.request(
+                "HEAD",
+                self._url(repo, "manifests", reference),
+                scopes=frozenset({repository_scope(repo, "pull")}),
+                headers={"Accept": mediatype.ACCEPT_MANIFESTS},
+                what=f"manifest {self.registry}/{repo}{_sep(reference)}{reference}",
+            )
+        finally:
+            self._rate_warned = warned
+        return self.rate_limit
 
     def _own_origin(self, url: str, what: str) -> bool:
         """Whether `url` is the registry's own origin; a downgrade to plain HTTP is refused."""

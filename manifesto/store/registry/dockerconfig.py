@@ -48,20 +48,31 @@ def config_key(host: str) -> str:
 class DockerConfig:
     """One docker config file, asked for the credential docker would use for a host.
 
+    The same shape serves podman/skopeo's auth.json (containers-auth.json(5): `auths`,
+    `credHelpers`, `credsStore`) and GitLab's DOCKER_AUTH_CONFIG (a whole config.json held in
+    an environment variable: `text`, named by `path` in messages). In an auth.json a key
+    without a scheme that names a path ("quay.io/team") holds a credential for that namespace
+    only; manifesto asks for one credential per registry, so `namespaced_keys` skips those
+    rather than sending a namespace's secret to every repository of the registry.
+
     Everything it needs (environment for helpers, the subprocess runner, a logger) is
     passed in by `CredentialStore`, so tests can point it anywhere without patching globals.
     """
 
     def __init__(
         self,
-        path: Path,
+        path: Path | str,
         *,
         environ: Mapping[str, str],
         runner: Runner,
         helper_timeout: float,
         log: Callable[[], Any],
+        text: str | None = None,
+        namespaced_keys: bool = False,
     ):
         self.path = path
+        self._text = text
+        self._namespaced_keys = namespaced_keys
         self._environ = environ
         self._runner = runner
         self._helper_timeout = helper_timeout
@@ -86,7 +97,8 @@ class DockerConfig:
         """docker's config as a dict; unreadable ones are warned about and skipped, as docker does."""
         path = self.path
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            text = self._text if self._text is not None else Path(path).read_text(encoding="utf-8")
+            data = json.loads(text)
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
@@ -102,7 +114,11 @@ class DockerConfig:
         if not isinstance(auths, dict):
             return None
         preferred = config_key(host)
-        keys = [k for k, v in auths.items() if isinstance(v, dict) and _try_normalize(k) == host]
+        keys = [
+            k
+            for k, v in auths.items()
+            if isinstance(v, dict) and _try_normalize(k) == host and not (self._namespaced_keys and _namespaced(k))
+        ]
         keys.sort(key=lambda k: k != preferred)  # docker's own key first, then file order
         for key in keys:
             cred = self._parse_auth_entry(auths[key], key)
@@ -176,6 +192,12 @@ class DockerConfig:
             return None
         kind: Kind = "identity_token" if username == TOKEN_USERNAME else "password"
         return Credential(username, secret, kind)
+
+
+def _namespaced(key: str) -> bool:
+    """An auth.json key for one namespace ("quay.io/team"), not a whole registry: no scheme,
+    and a path after the host (containers-auth.json(5); URL keys are docker's legacy form)."""
+    return "://" not in key and "/" in key.strip().rstrip("/")
 
 
 def _first_line(text: str, limit: int = 200) -> str:

@@ -7,7 +7,6 @@ nothing; every shape gives a one-line message here.
 
 from __future__ import annotations
 
-import html
 import json
 import re
 
@@ -43,6 +42,8 @@ def parse_body(body: bytes, content_type: str = "") -> tuple[str | None, str]:
     if "html" in content_type.lower() or text.lstrip().lower().startswith(("<!doctype", "<html")):
         title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
         text = title.group(1) if title else _TAG.sub(" ", text)
+        import html  # only for an HTML error page: most commands never see one
+
         text = html.unescape(text)
     return None, _one_line(text)
 

@@ -1,11 +1,12 @@
-"""Where registry credentials come from: manifesto's login store, then docker's config, else none.
+"""Where registry credentials come from: manifesto's login store, then what other tools keep.
 
-Users already have credentials in docker's config.json or a docker credential helper, so
-manifesto reads those (`dockerconfig`); `manifesto login` keeps its own in the OS keyring (or,
-on machines without a usable keyring, a 0600 JSON file; `logins`). The order lives in one
-place, `CredentialStore.resolve`, so the registry client never needs to know where a secret
-came from. This module is the one to import from (`credential`, `logins` and `dockerconfig` hold the
-pieces).
+Users already have credentials in docker's config.json (or a docker credential helper), in
+podman/skopeo/buildah's auth.json, or, in GitLab CI, in the DOCKER_AUTH_CONFIG variable, so
+manifesto reads those (`dockerconfig`: one reader for all of them, they share one format);
+`manifesto login` keeps its own in the OS keyring (or, on machines without a usable keyring, a
+0600 JSON file; `logins`). The order lives in one place, `CredentialStore.sources`, so the
+registry client never needs to know where a secret came from. This module is the one to import
+from (`credential`, `logins` and `dockerconfig` hold the pieces).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 KEYRING_ENV = "MANIFESTO_KEYRING"
+AUTH_CONFIG_ENV = "DOCKER_AUTH_CONFIG"  # GitLab CI: a whole docker config.json as a variable
+AUTH_FILE_ENV = "REGISTRY_AUTH_FILE"  # podman, skopeo, buildah: the auth.json to use
 
 KEYRING_LOCATION = "the system keyring"
 
@@ -231,29 +234,64 @@ class CredentialStore:
         host = normalize_host(host)
         return self._docker_config().credential(host)
 
-    def _docker_config(self) -> DockerConfig:
+    def _docker_config(self, path: Path | str | None = None, **kw: Any) -> DockerConfig:
         return DockerConfig(
-            self.docker_config_file,
+            self.docker_config_file if path is None else path,
             environ=self._environ,
             runner=self._runner,
             helper_timeout=self._helper_timeout,
             log=self._log,
+            **kw,
         )
+
+    @property
+    def containers_auth_files(self) -> list[Path]:
+        """podman/skopeo's auth.json: $XDG_RUNTIME_DIR's (where `podman login` writes), then
+        $XDG_CONFIG_HOME's (~/.config/containers/auth.json), as containers-auth.json(5) reads them."""
+        runtime = self._environ.get("XDG_RUNTIME_DIR")
+        xdg = self._environ.get("XDG_CONFIG_HOME")
+        config = Path(xdg) if xdg and os.path.isabs(xdg) else self._home() / ".config"
+        files = [Path(runtime) / "containers" / "auth.json"] if runtime and os.path.isabs(runtime) else []
+        return [*files, config / "containers" / "auth.json"]
+
+    def sources(self) -> list[tuple[str, DockerConfig]]:
+        """Other tools' credential stores, in the order asked (after `manifesto login`).
+
+        Settings made for this run come before files kept for every run: DOCKER_AUTH_CONFIG
+        (set by a CI job), then the file REGISTRY_AUTH_FILE names, then docker's config (what
+        manifesto has always read, so an existing setup resolves as before), then podman's
+        auth.json files. The first store that knows the host answers; the rest are not read.
+        """
+        found: list[tuple[str, DockerConfig]] = []
+        inline = self._environ.get(AUTH_CONFIG_ENV)
+        if inline and inline.strip():
+            found.append((AUTH_CONFIG_ENV, self._docker_config(f"${AUTH_CONFIG_ENV}", text=inline)))
+        auth_file = self._environ.get(AUTH_FILE_ENV)
+        if auth_file:
+            found.append((AUTH_FILE_ENV, self._docker_config(Path(auth_file), namespaced_keys=True)))
+        found.append(("docker_config", self._docker_config()))
+        for path in self.containers_auth_files:
+            found.append(("containers_auth", self._docker_config(path, namespaced_keys=True)))
+        return found
 
     # -- the one question the client asks ---------------------------------------------------
 
     def resolve(self, host: str) -> Credential | None:
-        """The credential for host: `manifesto login` store, then docker's config, else None."""
+        """The credential for host: `manifesto login` store, then `sources()`, else None."""
         host = normalize_host(host)
         cred = self.get_login(host)
-        source = "manifesto_login"
+        source, where = "manifesto_login", None
         if cred is None:
-            cred = self.from_docker_config(host)
-            source = "docker_config"
+            for source, config in self.sources():
+                cred = config.credential(host)
+                if cred is not None:
+                    where = str(config.path)
+                    break
         self._log().debug(
             "credentials_resolved",
             host=host,
             source=source if cred else "anonymous",
+            where=where,
             kind=cred.kind if cred else None,
         )
         return cred

@@ -1,4 +1,4 @@
-"""The one retry policy for registry requests (tenacity).
+"""The one retry policy for registry requests (tenacity, imported on the first retry).
 
 Retried: connection and read errors (a body cut short included: callers read bodies they keep
 in memory inside the attempt), 408, 429 and 5xx, with exponential backoff that honours
@@ -17,7 +17,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
-import tenacity
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # tenacity is imported when a first attempt fails: most commands never retry
+    import tenacity
 
 from manifesto.errors import ConnectionLost, NetworkError
 from manifesto.store.registry.tls import verification_failed
@@ -114,11 +117,33 @@ async def send(
             raise _RetryableStatus(response)
         return response
 
+    first: BaseException | None
+    try:  # the first attempt without tenacity: nearly every request needs no other
+        return await once()
+    except _RetryableStatus as e:
+        if attempts <= 1:
+            return e.response
+        first = e
+    except httpx.TransportError as e:
+        if attempts <= 1 or not _transient(e):
+            raise GaveUp(e, made) from e
+        first = e
+
+    import tenacity
+
     def before_sleep(state: tenacity.RetryCallState) -> None:
         if on_retry and state.outcome is not None:
             exc = state.outcome.exception()
             why = f"HTTP {exc.response.status_code}" if isinstance(exc, _RetryableStatus) else type(exc).__name__
             on_retry(why)
+
+    async def again() -> httpx.Response:
+        """tenacity's attempt 1 is the one already made (it fails at once with its error)."""
+        nonlocal first
+        if first is not None:
+            failed, first = first, None
+            raise failed
+        return await once()
 
     retrying = tenacity.AsyncRetrying(
         stop=tenacity.stop_after_attempt(max(1, attempts)),
@@ -128,7 +153,7 @@ async def send(
         reraise=True,
     )
     try:
-        return await retrying(once)
+        return await retrying(again)
     except _RetryableStatus as e:
         return e.response
     except httpx.TransportError as e:
