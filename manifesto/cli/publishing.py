@@ -138,8 +138,16 @@ def _would_change(args: argparse.Namespace, plan: planning.Plan, epoch: int | No
     for flag, value in {"--dry-run": args.dry_run, "--push-by-digest": args.push_by_digest}.items():
         if value:
             raise UsageError(f"--check does not go with {flag} (it pushes nothing; stdout says what would move)")
+    from manifesto.cli import ci
+
+    # under GitHub Actions the build logs are folded, with workflow commands off, as publish's are
+    groups = ci.Groups(_stderr) if not args.quiet and ci.github() else None
     with _recorder("publish --check", args, str(plan.target)) as rec:
-        result = check(plan, _options(args, plan, epoch))
+        try:
+            result = check(plan, _options(args, plan, epoch, groups and groups.event, groups and groups.line))
+        finally:
+            if groups is not None:
+                groups.close()
         rec.succeeded(check_facts(result))
     out = sys.stderr if rec.owns_stdout else sys.stdout
     for t in result.tags:

@@ -103,7 +103,9 @@ async def merge_index(place: Place, subject: Digest, listed: list[Descriptor]) -
     """Add `listed` to the referrers index tag of `subject` in `place`; False if all were there.
 
     Read, merge, move with compare-and-swap; another writer's move in between means read and
-    merge again (at most MERGE_ATTEMPTS times, then ConcurrentUpdate).
+    merge again (at most MERGE_ATTEMPTS times, then ConcurrentUpdate). A tag holding anything
+    but an image index is a ContentError and stays as it is (distribution spec 1.1, "Pushing
+    Manifests with Subject": report a failure and skip the rest).
     """
     tag = fallback_tag(subject)
     for attempt in range(1, MERGE_ATTEMPTS + 1):
