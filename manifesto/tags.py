@@ -4,6 +4,8 @@ Two runs pushing lists to one tag must not both succeed while one list silently 
 distribution 2.8 has no conditional PUT (no If-Match), so the check is ours: remember what each
 tag held when the run first read it (a digest, or absent: `Snapshot`), read it again right
 before the PUT, and read it back once after. A tag already holding our digest is left alone.
+A PUT the client retries (5xx, a lost connection) reads the tag again before each retry, so a
+retry after a pause never lands on a tag another writer moved during it (store/registry/retry.GUARD).
 What remains is the time between our last read and our PUT landing (about one round trip): a
 writer whose PUT and read-back both fall inside it is overwritten without either run noticing.
 """
@@ -18,6 +20,7 @@ from manifesto.log import get_logger
 from manifesto.oci.digest import Digest
 from manifesto.oci.reference import LAYOUT_PREFIX
 from manifesto.store.protocol import Store
+from manifesto.store.registry import retry
 
 log = get_logger("manifesto.tags")
 
@@ -100,7 +103,7 @@ async def move_tags(moves: list[TagMove], seen: Snapshot | None = None) -> list[
             log.info("tag_unchanged", tag=move.name, digest=str(digest))
             out.append(False)
             continue
-        await move.store.put_manifest(move.repo, move.tag, move.raw, move.media_type)
+        await _put(move, seen, moved)
         after = await _current(move.store, move.repo, move.tag)
         if after != move.digest:
             raise ConcurrentUpdate(
@@ -110,6 +113,21 @@ async def move_tags(moves: list[TagMove], seen: Snapshot | None = None) -> list[
         moved.append(move.name)
         out.append(True)
     return out
+
+
+async def _put(move: TagMove, seen: Snapshot, moved: list[str]) -> None:
+    """PUT the tag; a retry of the PUT (after a 5xx or a lost connection) checks the tag again first."""
+
+    async def recheck() -> None:
+        now = await _current(move.store, move.repo, move.tag)
+        if now != move.digest:  # our failed attempt may have landed: then the retry is harmless
+            _check(move, seen.first(move.key, now), now, moved)
+
+    token = retry.GUARD.set(recheck)
+    try:
+        await move.store.put_manifest(move.repo, move.tag, move.raw, move.media_type)
+    finally:
+        retry.GUARD.reset(token)
 
 
 def _check(move: TagMove, first: Digest | None, now: Digest | None, moved: list[str]) -> None:

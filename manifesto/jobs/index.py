@@ -5,8 +5,7 @@ If-Match), so two CI jobs that each add their platform to one tag at the same mo
 each write the list they read plus their own entry, and the later write would drop the other's.
 Each attempt reads the tag (the list's exact bytes and digest), applies the change to that
 (lists/edit.py), puts the new list by digest, and moves the tag only if it still holds what
-was read (tags.move_tags, its HEAD and PUT sent once, never retried after a pause: a PUT
-delayed by a retry would land long after its check). The tag is then read again after a
+was read (tags.move_tags, which also checks the tag again before any retry of its PUT). The tag is then read again after a
 settle time longer than a writer's HEAD-to-PUT round trip, so any writer that checked the tag
 before ours landed has landed too; if the list it holds lacks this run's change (lists.edit.held),
 the change is applied again to what is there, after a random pause, a bounded number of times.
@@ -32,7 +31,8 @@ from manifesto.log import get_logger
 from manifesto.oci.descriptor import KEEP
 from manifesto.oci.manifest import ImageIndex, parse
 from manifesto.oci.platform import Platform, matches
-from manifesto.oci.reference import Reference
+from manifesto.oci.reference import Reference, parse_location
+from manifesto.store.places import Location
 from manifesto.store.registry.pool import Registries
 from manifesto.store.registry.retry import RETRY_STATUSES
 from manifesto.tags import Snapshot, TagMove, move_tags
@@ -65,13 +65,16 @@ class Edited:
 
 async def read_added(
     registries: Registries,
-    sources: Sequence[Reference],
+    sources: Sequence[Location],
     platforms: Sequence[Platform] = (),
     attestations: str = KEEP,
     on_notice: Callable[[str], None] = _ignore,
 ) -> list[Entry]:
     """The entries `index add` adds: each source's image, or a list's images (of `platforms`,
-    when given) with the attestations of those images, unless `attestations` is strip."""
+    when given) with the attestations of those images, unless `attestations` is strip.
+
+    A source is a registry reference or an OCI layout (`oci:DIR[:TAG|@DIGEST]`): the entries
+    keep where they were read, so the one push path copies them from there."""
     read = await tasks.gather(*(read_source(registries, s, skip_platformless=bool(platforms)) for s in sources))
     out: list[Entry] = []
     for source, got in zip(sources, read):
@@ -121,46 +124,43 @@ async def edit_list(
         copier = Copier(place)
         await tasks.gather(*(copy_entry(copier, registries, e) for e in added if e.source is not None and e.raw is not None))
         await verify(place, str(target), added, read_back=False)
-    # The tag's HEAD and PUT go once each: a retried PUT could land long after its check.
-    async with Registries(insecure=registries.insecure, **{**registries.options, "attempts": 1}) as once:
-        tag_store = once.client(target)
-        for attempt in range(1, attempts + 1):
-            base = await _read(place, target, tag)
-            if base is None and not added:
-                raise NotFound(f"{target.familiar}: no list there to remove entries from")
-            applied = edit.apply(base, change, media_type)
-            if attempt == 1 and applied.unmatched:
-                raise NotFound(f"{target.familiar}: no entry for {', '.join(applied.unmatched)} in the list; nothing changed")
-            if applied.index is None:
-                assert base is not None
-                return Edited(target, base, unchanged=True, attempts=attempt)
-            _refuse(target, applied, added)
-            index = applied.index
-            await place.store.put_manifest(place.repo, index.digest, index.raw, index.media_type)
-            move = TagMove(tag_store, place.repo, tag, index.raw, index.media_type)
-            seen = Snapshot()
-            seen.first(move.key, base.digest if base is not None else None)
-            started = time.monotonic()
-            try:
-                await move_tags([move], seen)
-            except (ConcurrentUpdate, NetworkError) as e:
-                log.info("index_edit_conflict", target=str(target), attempt=attempt, reason=str(e))
-            except RegistryError as e:
-                if e.status not in RETRY_STATUSES:
-                    raise
-                log.info("index_edit_retry", target=str(target), attempt=attempt, reason=str(e))
-            await asyncio.sleep(min(max(settle, 2 * (time.monotonic() - started)), SETTLE_MAX))
-            now = await _read(place, target, tag)
-            if now is not None and edit.held(now, applied):
-                return Edited(
-                    target,
-                    now,
-                    added=tuple(str(d.digest) for d in applied.added),
-                    removed=tuple(str(d.digest) for d in applied.removed),
-                    created=base is None,
-                    attempts=attempt,
-                )
-            await asyncio.sleep(random.uniform(0, min(PAUSE_MAX, 0.05 * 2**attempt)))
+    for attempt in range(1, attempts + 1):
+        base = await _read(place, target, tag)
+        if base is None and not added:
+            raise NotFound(f"{target.familiar}: no list there to remove entries from")
+        applied = edit.apply(base, change, media_type)
+        if attempt == 1 and applied.unmatched:
+            raise NotFound(f"{target.familiar}: no entry for {', '.join(applied.unmatched)} in the list; nothing changed")
+        if applied.index is None:
+            assert base is not None
+            return Edited(target, base, unchanged=True, attempts=attempt)
+        _refuse(target, applied, added)
+        index = applied.index
+        await place.store.put_manifest(place.repo, index.digest, index.raw, index.media_type)
+        move = TagMove(place.store, place.repo, tag, index.raw, index.media_type)
+        seen = Snapshot()
+        seen.first(move.key, base.digest if base is not None else None)
+        started = time.monotonic()
+        try:
+            await move_tags([move], seen)
+        except (ConcurrentUpdate, NetworkError) as e:
+            log.info("index_edit_conflict", target=str(target), attempt=attempt, reason=str(e))
+        except RegistryError as e:
+            if e.status not in RETRY_STATUSES:
+                raise
+            log.info("index_edit_retry", target=str(target), attempt=attempt, reason=str(e))
+        await asyncio.sleep(min(max(settle, 2 * (time.monotonic() - started)), SETTLE_MAX))
+        now = await _read(place, target, tag)
+        if now is not None and edit.held(now, applied):
+            return Edited(
+                target,
+                now,
+                added=tuple(str(d.digest) for d in applied.added),
+                removed=tuple(str(d.digest) for d in applied.removed),
+                created=base is None,
+                attempts=attempt,
+            )
+        await asyncio.sleep(random.uniform(0, min(PAUSE_MAX, 0.05 * 2**attempt)))
     raise ConcurrentUpdate(
         f"{target.familiar}: other writers kept changing the list; gave up after {attempts} attempts "
         "(the change is not in it); re-run to try again"
@@ -218,7 +218,7 @@ def index_add(
 
     async def run() -> Edited:
         async with Registries(insecure=insecure) as registries:
-            entries = await read_added(registries, [Reference.parse(s) for s in sources], wanted, attestations, on_notice)
+            entries = await read_added(registries, [parse_location(s) for s in sources], wanted, attestations, on_notice)
             return await edit_list(
                 registries, ref, Change(added=tuple(entries)), media_type=mediatype.FORMATS[format] if format else None
             )

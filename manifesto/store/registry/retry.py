@@ -14,6 +14,7 @@ import email.utils
 import ssl
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,15 @@ from manifesto.store.registry.tls import verification_failed
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 30.0
+
+Guard = Callable[[], Awaitable[None]]
+GUARD: ContextVar[Guard | None] = ContextVar("manifesto_retry_guard", default=None)
+"""Awaited before each retry of a request sent while it is set; what it raises ends the retries.
+
+A retry waits (backoff, Retry-After) and the world moves meanwhile: a compare-and-swap tag PUT
+(tags.py) sets a guard that reads the tag again, so a PUT retried after a pause never lands on
+a tag another writer moved during that pause. Requests the guard sends itself run without it.
+"""
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -143,6 +153,13 @@ async def send(
         if first is not None:
             failed, first = first, None
             raise failed
+        guard = GUARD.get()
+        if guard is not None:
+            token = GUARD.set(None)
+            try:
+                await guard()
+            finally:
+                GUARD.reset(token)
         return await once()
 
     retrying = tenacity.AsyncRetrying(
