@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from manifesto import tasks
-from manifesto.errors import ConcurrentUpdate
+from manifesto.errors import ConcurrentUpdate, ManifestoError
 from manifesto.log import get_logger
 from manifesto.oci.digest import Digest
 from manifesto.oci.reference import LAYOUT_PREFIX
@@ -94,6 +94,18 @@ async def move_tags(moves: list[TagMove], seen: Snapshot | None = None) -> list[
         _check(move, seen.first(move.key, digest), digest, [])
     out: list[bool] = []
     moved: list[str] = []
+    try:
+        await _move_each(moves, seen, now, out, moved)
+    except ManifestoError:
+        if moved:  # no registry can move several tags at once: say which moved before the failure
+            log.warning("tags_partly_moved", moved=moved, not_moved=[m.name for m in moves[len(out) :]])
+        raise
+    return out
+
+
+async def _move_each(
+    moves: list[TagMove], seen: Snapshot, now: list[Digest | None], out: list[bool], moved: list[str]
+) -> None:
     for i, move in enumerate(moves):
         digest = now[i]
         if moved:  # a PUT has taken time since the check above: read again, right before ours
@@ -112,7 +124,6 @@ async def move_tags(moves: list[TagMove], seen: Snapshot | None = None) -> list[
             )
         moved.append(move.name)
         out.append(True)
-    return out
 
 
 async def _put(move: TagMove, seen: Snapshot, moved: list[str]) -> None:

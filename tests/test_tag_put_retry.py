@@ -14,7 +14,8 @@ import json
 import httpx
 import pytest
 
-from manifesto.errors import ConcurrentUpdate
+from manifesto import tags
+from manifesto.errors import ConcurrentUpdate, ManifestoError
 from manifesto.oci import mediatype
 from manifesto.oci.digest import Digest
 from manifesto.store.registry.client import RegistryClient
@@ -82,3 +83,41 @@ def test_a_retried_tag_put_whose_first_attempt_landed_goes_on() -> None:
     fake = Registry("landed")
     assert _move(fake) == [True]
     assert fake.held == OURS and fake.puts == 2
+
+
+def test_a_failure_after_some_tags_moved_says_which_moved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registries cannot move several tags at once: a later tag's failure names the ones moved."""
+    held: dict[str, bytes] = {}
+
+    def registry(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/":
+            return httpx.Response(200)
+        tag = request.url.path.rsplit("/", 1)[1]
+        if request.method == "HEAD":
+            if tag not in held:
+                return httpx.Response(404)
+            headers = {"Content-Type": mediatype.OCI_MANIFEST, "Docker-Content-Digest": str(Digest.of(held[tag]))}
+            return httpx.Response(200, headers={**headers, "Content-Length": str(len(held[tag]))})
+        if tag == "t2":
+            return httpx.Response(400, json={"errors": [{"code": "TAG_INVALID", "message": "no"}]})
+        held[tag] = request.content
+        return httpx.Response(201)
+
+    warnings: list[tuple[str, dict]] = []
+
+    class Log:
+        def warning(self, event: str, **kw: object) -> None:
+            warnings.append((event, kw))
+
+        def info(self, event: str, **kw: object) -> None:
+            pass
+
+    monkeypatch.setattr(tags, "log", Log())
+
+    async def go() -> None:
+        async with RegistryClient("127.0.0.1:5000", transport=httpx.MockTransport(registry), backoff=0) as client:
+            await move_tags([TagMove(client, "r", t, OURS, mediatype.OCI_MANIFEST) for t in ("t1", "t2", "t3")])
+
+    with pytest.raises(ManifestoError):
+        asyncio.run(go())
+    assert warnings == [("tags_partly_moved", {"moved": ["127.0.0.1:5000/r:t1"], "not_moved": ["127.0.0.1:5000/r:t2", "127.0.0.1:5000/r:t3"]})]
