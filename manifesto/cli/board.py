@@ -24,6 +24,7 @@ from rich.text import Text
 from manifesto.cli.render import size
 from manifesto.jobs import progress
 from manifesto.jobs.progress import Event
+from manifesto.redact import scrub
 
 _TEXT = 60  # a step's text is cut to this many characters
 _MB = 1_000_000
@@ -124,19 +125,20 @@ class Board:
         table = Table(box=None, show_header=False, pad_edge=False)
         with self._lock:
             rows = list(self._rows.values())
-        for row in rows:
-            table.add_row(Text(row.platform), Text(row.state(now)), Text(row.elapsed(now), justify="right"))
+        for row in rows:  # a step's text and a failure's error may quote a secret: scrubbed
+            table.add_row(Text(row.platform), Text(scrub(row.state(now))), Text(row.elapsed(now), justify="right"))
         return table
 
     def failed_logs(self) -> str:
-        """The full build output of every platform that failed, each under a heading."""
+        """The full build output of every platform that failed, each under a heading, scrubbed
+        of secrets (a RUN step may print a token)."""
         out = []
         with self._lock:
             for name, row in self._rows.items():
                 if row.phase == progress.FAILED:
                     out.append(f"---- {name}: build log ----")
                     out += self._logs.get(name) or ["(no build output)"]
-        return "\n".join(out)
+        return scrub("\n".join(out))
 
     def __enter__(self) -> Board:
         self._live.start(refresh=True)

@@ -6,8 +6,10 @@ the publishing commands append `digest=`, `image=` and `tags=` to $GITHUB_OUTPUT
 to $GITHUB_STEP_SUMMARY, each platform's build log is folded into a `::group::`, and an error
 becomes an `::error` annotation (a platforms.yaml one on its file and line). GitLab has no such
 files: `--report-env FILE` writes the same facts as a dotenv report. Workflow commands are
-escaped as GitHub's toolkit does; build output cannot issue any (it runs between
-`::stop-commands::` markers). Nothing here imports more than the standard library.
+escaped as GitHub's toolkit does; text we did not write (build output, registry answers, error
+messages quoting either) cannot issue any: `guard` is the one rule, and puts such text between
+`::stop-commands::` markers. Every error text and build log line is scrubbed of secrets
+(manifesto/redact.py) first. Nothing here imports more than the standard library and redact.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from manifesto.redact import scrub
 
 if TYPE_CHECKING:
     from manifesto.cli.report import Facts
@@ -51,11 +55,12 @@ def command(name: str, message: str, **properties: object) -> str:
     return f"::{name}{' ' + props if props else ''}::{escape_data(message)}"
 
 
-def error_annotation(error: BaseException, workspace: str | None = None) -> str:
+def error_annotation(error: BaseException, workspace: str | None = None, message: str | None = None) -> str:
     """An `::error` annotation for a failed command; a platforms.yaml error points at its file
     (relative to `workspace`, the checkout, when inside it: GitHub links those), line and column
-    (when the error knows one), its message without the `file:line: ` prefix."""
-    text = str(error).strip() or type(error).__name__
+    (when the error knows one), its message (`message`, else the error's text, scrubbed of
+    secrets like every error text) without the `file:line: ` prefix."""
+    text = scrub((str(error) if message is None else message).strip()) or type(error).__name__
     file, line, col = (getattr(error, name, None) for name in ("file", "line", "column"))
     if file and line:
         text = text.removeprefix(f"{file}:{line}: ")
@@ -65,6 +70,33 @@ def error_annotation(error: BaseException, workspace: str | None = None) -> str:
         if os.path.commonpath([path, root]) == root:
             shown = os.path.relpath(path, root)
     return command("error", text, file=shown, line=line if file else None, col=col if file and line else None)
+
+
+def could_be_command(text: str) -> bool:
+    """Could some line of `text` be read by the runner as a workflow command?
+
+    The runner takes a line whose start, after leading whitespace, is `::` (so indenting a line
+    does not defuse it), and a line holding `##[` anywhere (the older form). A valid tag, digest
+    or platform holds neither; text quoted from a registry or a build may.
+    """
+    # str.lstrip strips at least the whitespace the runner does, splitlines splits at least where
+    # it does: both err on the side of "could be".
+    return "##[" in text or any(line.lstrip().startswith("::") for line in text.splitlines())
+
+
+def guard(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """`text` as it may go to the log (one or more lines, without the final newline): under
+    GitHub Actions, when some line of it could be a workflow command, the whole of it between
+    `::stop-commands::` markers, so the runner shows it and obeys none of it. The one rule for
+    every line that quotes a registry or a build: errors, log events, tag names, build logs."""
+    return _inert(text) if github(environ) else text
+
+
+def _inert(text: str) -> str:
+    if not could_be_command(text):
+        return text
+    token = _token()
+    return f"::stop-commands::{token}\n{text}\n::{token}::"
 
 
 def _token() -> str:
@@ -184,7 +216,7 @@ class Groups:
     def line(self, text: str) -> None:
         platform, sep, rest = text.partition("] ")
         if not (text.startswith("[") and sep):
-            self.write(text)
+            self.write(_inert(scrub(text)))
             return
         with self._lock:
             self._held.setdefault(platform[1:], []).append(rest)
@@ -204,7 +236,7 @@ class Groups:
             self.write(command("group", f"{platform} build log"))
             self.write(command("stop-commands", token))
             for text in lines:
-                self.write(text)
+                self.write(scrub(text))  # a RUN step may print a token
             self.write(f"::{token}::")
             self.write("::endgroup::")
 
@@ -214,14 +246,18 @@ class Groups:
             self._flush(platform)
 
 
-def report_failure(error: BaseException, fail: Callable[[], None], environ: Mapping[str, str] | None = None) -> None:
+def report_failure(
+    error: BaseException, fail: Callable[[], None], environ: Mapping[str, str] | None = None, message: str | None = None
+) -> None:
     """Under GitHub Actions: a failed command's error as an `::error` annotation on stderr, then
-    `fail()` (the error line). When the error has more lines (a build log's tail, printed
-    indented: the runner strips indentation before it looks for a command), they are written
-    with workflow commands off, so a Dockerfile cannot issue one through a failed build."""
+    `fail()` (the error line). When the error (or `message`, the text `fail` writes) has more
+    lines (a build log's tail, printed indented: the runner strips indentation before it looks
+    for a command) or a line that could be a command, `fail()` runs with workflow commands off,
+    so neither a Dockerfile nor a registry can issue one through an error."""
     environ = os.environ if environ is None else environ
-    sys.stderr.write(error_annotation(error, environ.get("GITHUB_WORKSPACE")) + "\n")
-    if "\n" not in str(error).strip():
+    text = (str(error) if message is None else message).strip()
+    sys.stderr.write(error_annotation(error, environ.get("GITHUB_WORKSPACE"), message) + "\n")
+    if "\n" not in text and not could_be_command(f"manifesto: error: {text}"):
         fail()
         return
     token = _token()

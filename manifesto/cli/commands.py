@@ -28,7 +28,9 @@ def register(sub, add_common) -> None:
 
     p = command("create", "Create a local manifest list from images (and lists, flattened).", lists, "create")
     p.add_argument("list", metavar="LIST", help="the list's name, e.g. registry/repo:tag")
-    p.add_argument("sources", metavar="SOURCE", nargs="+", help="images (or lists) to include")
+    p.add_argument(
+        "sources", metavar="SOURCE", nargs="+", help="images (or lists) to include: REF, docker://REF or oci:DIR[:TAG|@DIGEST]"
+    )
     p.add_argument("-a", "--amend", action="store_true", help="add to an existing local list")
     p.add_argument("--format", choices=["oci", "docker"], help="list media type (default: docker if every child is)")
     p.add_argument("--insecure", action="store_true", help="allow plain HTTP / unverified TLS registries")
@@ -37,6 +39,7 @@ def register(sub, add_common) -> None:
     p.add_argument("--force", action="store_true", help="with --push: push despite contradictions, duplicates or lossy format")
     attestations_arg(p)
     p.add_argument("--keep-nested", action="store_true", help="keep an index inside a source list as one entry (default: flatten it)")
+    report_args(p)  # with --push
 
     p = command("annotate", "Set the platform or annotations of one entry of a local list.", lists, "annotate")
     p.add_argument("list", metavar="LIST", help="the local list, as named to create")
@@ -134,7 +137,10 @@ def register_index(sub, add_common) -> None:
         return v
 
     v = verb("add", "Add images (or a list's images) to the list TARGET holds; a new list if there is none.")
-    v.add_argument("sources", metavar="SRC", nargs="+", help="images or lists to add (an image replaces its platform's entry)")
+    v.add_argument(
+        "sources", metavar="SRC", nargs="+",
+        help="images or lists to add: REF or oci:DIR[:TAG|@DIGEST] (an image replaces its platform's entry)",
+    )  # fmt: skip
     v.add_argument("--platform", action="append", metavar="P", help="of a list SRC, only these platforms (repeatable)")
     attestations_arg(v)
     v.add_argument("--format", choices=["oci", "docker"], help="convert the list to this media type")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from manifesto import tasks
-from manifesto.cli.main import exit_code
+from manifesto.cli.main import exit_code, show_error
 from manifesto.errors import ManifestoError, NotFound
 from manifesto.lists.drafts import DraftStore
 from manifesto.lists.rules import build_index, choose_media_type
@@ -133,8 +133,8 @@ async def _gather_draft(regs: Registries, ref: Reference, want: Want) -> Shown:
         d = entry.descriptor
         if entry.raw is None or entry.source is None or not mediatype.is_image_manifest(d.media_type):
             return
-        client = regs.client(entry.source)
-        await _describe_child(client, entry.source.repository, entry.source, entry.raw, d.media_type, shown, want, d)
+        store, repo = open_store(regs, entry.source)  # a registry, or an OCI layout it was read from
+        await _describe_child(store, repo, entry.source, entry.raw, d.media_type, shown, want, d)
 
     await tasks.gather(*(one(e) for e in draft.entries), in_order=True)
     return shown
@@ -199,7 +199,7 @@ def inspect_refs(args: argparse.Namespace) -> int:
     shown = [r for r in results if isinstance(r, Shown)]
     _print(args, shown, template, len(refs))
     for e in errors:
-        sys.stderr.write(f"manifesto: error: {e}\n")
+        show_error(e)  # as the one error of a command is shown: scrubbed, annotated in CI
     return max((exit_code(e) for e in errors), default=0)
 
 

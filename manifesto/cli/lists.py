@@ -15,7 +15,7 @@ from manifesto.log import get_logger
 from manifesto.oci import mediatype
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import Reference
-from manifesto.lists.drafts import Draft, DraftStore, find_entry
+from manifesto.lists.drafts import Draft, DraftStore, find_entry, source_location
 
 log = get_logger("manifesto.cli")
 
@@ -48,39 +48,29 @@ def _entries(n: int) -> str:
 
 
 def create(args: argparse.Namespace) -> int:
-    name = Reference.parse(args.list)
-    sources = [Reference.parse(s) for s in args.sources]
+    name = Reference.parse(args.list)  # the list goes to a registry; its SOURCEs may be layouts
+    sources = [source_location(s) for s in args.sources]
     store = DraftStore()
     pushing = getattr(args, "push", False)
     if pushing and args.amend:
         raise UsageError("--push builds the list from SOURCEs alone; --amend edits a local draft (push it with `push`)")
     if not pushing and getattr(args, "tag", None):
         raise UsageError("--tag needs --push (or give the tags to `push`)")
+    for flag in ("report", "report_env"):
+        if not pushing and getattr(args, flag, None):
+            raise UsageError(f"--{flag.replace('_', '-')} needs --push (or give it to `push`)")
+    if pushing:
+        from manifesto.cli.publishing import _check_outputs
+        from manifesto.cli.report import Recorder
 
-    def refuse_existing() -> None:
-        if store.exists(name) and not args.amend:
-            raise UsageError(f"local list {name.familiar} already exists; use --amend to add to it")
-
-    if not pushing:
-        refuse_existing()  # before any network work; again under the lock below
-    import asyncio
-
-    from manifesto.lists.sources import read_sources
-    from manifesto.store.registry.pool import Registries
-
-    async def read_all():
-        async with Registries(insecure=args.insecure) as regs:
-            return await read_sources(regs, sources, keep_nested=getattr(args, "keep_nested", False))
-
-    read = asyncio.run(read_all())
+        _check_outputs(("--report", getattr(args, "report", None)), ("--report-env", getattr(args, "report_env", None)))
+        with Recorder("create", args, name.name) as rec:  # a failed read is reported too
+            return _create_pushed(args, name, sources, rec)
+    _refuse_existing(store, name, args.amend)  # before any network work; again under the lock below
+    read = _read(args, sources)
     found = _with_attestations(getattr(args, "attestations", "keep"), sources, read)
-    if pushing:  # one process, no draft on disk: the list goes straight down push's one path
-        entries = list({e.descriptor.digest: e for e in found}.values())
-        kept = _kept_annotations({}, zip(sources, (s.annotations for s in read)))
-        draft = Draft(name, format=args.format, insecure=args.insecure, annotations=kept).with_entries(entries)
-        return push(argparse.Namespace(**{**vars(args), "purge": False}), draft)
     with store.locked(name):
-        refuse_existing()
+        _refuse_existing(store, name, args.amend)
         draft = store.load(name) if store.exists(name) else Draft(name)
         entries = {e.descriptor.digest: e for e in draft.entries}
         entries.update((e.descriptor.digest, e) for e in found)
@@ -95,7 +85,36 @@ def create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_attestations(how: str, sources: list[Reference], read) -> list:
+def _refuse_existing(store: DraftStore, name: Reference, amend: bool) -> None:
+    if store.exists(name) and not amend:
+        raise UsageError(f"local list {name.familiar} already exists; use --amend to add to it")
+
+
+def _read(args: argparse.Namespace, sources: list) -> list:
+    """Every SOURCE read (registries or OCI layouts): lists.sources.Source each."""
+    import asyncio
+
+    from manifesto.lists.sources import read_sources
+    from manifesto.store.registry.pool import Registries
+
+    async def read_all():
+        async with Registries(insecure=args.insecure) as regs:
+            return await read_sources(regs, sources, keep_nested=getattr(args, "keep_nested", False))
+
+    return asyncio.run(read_all())
+
+
+def _create_pushed(args: argparse.Namespace, name: Reference, sources: list, rec) -> int:  # noqa: ANN001
+    """`create --push`: one process, no draft on disk; the list goes straight down push's one path."""
+    read = _read(args, sources)
+    found = _with_attestations(getattr(args, "attestations", "keep"), sources, read)
+    entries = list({e.descriptor.digest: e for e in found}.values())
+    kept = _kept_annotations({}, zip(sources, (s.annotations for s in read)))
+    draft = Draft(name, format=args.format, insecure=args.insecure, annotations=kept).with_entries(entries)
+    return _push(argparse.Namespace(**{**vars(args), "purge": False}), name, draft, rec)
+
+
+def _with_attestations(how: str, sources: list, read) -> list:
     """Every source's entries, its attestations left out under `--attestations strip` (said on stderr)."""
     from manifesto.lists.rules import dropped_text, split_attestations
 
@@ -130,7 +149,7 @@ def _kept_annotations(current: dict[str, str], flattened) -> dict[str, str]:
 
 def annotate(args: argparse.Namespace) -> int:
     name = Reference.parse(args.list)
-    source = Reference.parse(args.source)
+    source = source_location(args.source)
     store = DraftStore()
     with store.locked(name):
         draft = store.load(name)
@@ -194,18 +213,20 @@ def _changes(
 # ---- push -----------------------------------------------------------------------------------
 
 
-def push(args: argparse.Namespace, draft: Draft | None = None) -> int:
+def push(args: argparse.Namespace) -> int:
     from manifesto.cli.publishing import _check_outputs
     from manifesto.cli.report import Recorder
 
     name = Reference.parse(args.list)
     _check_outputs(("--report", getattr(args, "report", None)), ("--report-env", getattr(args, "report_env", None)))
     with Recorder("push", args, name.name) as rec:
-        return _push(args, name, draft, rec)
+        return _push(args, name, None, rec)
 
 
 def _push(args: argparse.Namespace, name: Reference, draft: Draft | None, rec) -> int:  # noqa: ANN001
-    """push() within its Recorder (cli/report.py): the report and CI outputs, success or not."""
+    """push() within its Recorder (cli/report.py): the report and CI outputs, success or not.
+
+    `draft`: the list `create --push` built (else the local draft named `name`)."""
     import asyncio
 
     from manifesto.lists import push as lists
@@ -247,15 +268,15 @@ def _push(args: argparse.Namespace, name: Reference, draft: Draft | None, rec) -
     moved = ", ".join(result.tags_moved) or "none"
     kept = f"; unchanged: {', '.join(result.tags_unchanged)}" if result.tags_unchanged else ""
     print(f"Pushed {name.name} ({mediatype.format_name(result.index.media_type)}, {_entries(len(result.index.manifests))}); tags: {moved}{kept}", file=sys.stderr)
-    rec.succeeded(_pushed_facts(name, result, rec.report is not None))
+    rec.succeeded(_pushed_facts(rec.command, name, result, rec.report is not None))
     if not rec.owns_stdout:  # `--report -`: the report is stdout, the digest in it
         print(result.index.digest)
     return 0
 
 
-def _pushed_facts(name: Reference, result, body: bool):  # noqa: ANN001 — a lists.push.Pushed
-    """What `push` did, for the report and CI outputs; the report body (a publish report's
-    `platforms` and `index`, jobs.publish.Result) only when a report is written."""
+def _pushed_facts(command: str, name: Reference, result, body: bool):  # noqa: ANN001 — a lists.push.Pushed
+    """What `push` (or `create --push`) did, for the report and CI outputs; the report body (a
+    publish report's `platforms` and `index`, jobs.publish.Result) only when a report is written."""
     from manifesto.cli.report import Facts, Row
 
     rows = tuple(Row(str(e.platform), "ok", str(e.digest), e.size, e.source_label) for e in result.entries)
@@ -266,7 +287,7 @@ def _pushed_facts(name: Reference, result, body: bool):  # noqa: ANN001 — a li
         done = Result(name.name, result.entries, result.index, result.tags_moved, result.tags_unchanged)
         fields = {k: v for k, v in done.report().items() if k != "target"}
     digest = str(result.index.digest)
-    return Facts("push", name.name, digest, result.tags_moved, result.tags_unchanged, rows, fields)
+    return Facts(command, name.name, digest, result.tags_moved, result.tags_unchanged, rows, fields)
 
 
 # ---- rm -------------------------------------------------------------------------------------

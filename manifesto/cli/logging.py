@@ -127,6 +127,11 @@ def _configure_now(
     else:  # a CI log stamps its own lines; a person at a terminal has the command's own lines
         timestamper = lambda logger, name, event: event  # noqa: E731
         renderer = plain_line
+    from manifesto.cli import ci
+
+    if ci.github():  # a traceback's lines or a registry's words must not act as workflow commands
+        rendered = renderer
+        renderer = lambda logger, name, event: ci.guard(rendered(logger, name, event))  # noqa: E731
 
     # Tracebacks become text before redaction, so their messages are scrubbed too.
     structlog.configure(

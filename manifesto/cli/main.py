@@ -109,14 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        code = exit_code(e)
-        from manifesto.cli import ci
-
-        if ci.github():  # an annotation too (a spec error: on its line)
-            ci.report_failure(e, lambda: _fail(str(e), code))
-        else:
-            _fail(str(e), code)
-        return code
+        return show_error(e)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP turned into one (running builds cancelled)
         signum = getattr(e, "signum", None)
         sys.stderr.write(f"manifesto: {'terminated' if signum else 'interrupted'}\n")
@@ -126,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug: still one line unless --debug
         if args.debug:
             raise
-        _fail(f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)", EXIT_FAILURE)
+        show_error(e, f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)")
         return EXIT_FAILURE
 
 
@@ -150,7 +143,28 @@ def _stop_on_signals() -> None:
         signal.signal(sig, stop)
 
 
-def _fail(message: str, code: int) -> None:
+def show_error(error: BaseException, message: str | None = None) -> int:
+    """Tell the user a command failed, and return its exit code: `manifesto: error: LINE` on
+    stderr, further lines (a build log's tail) indented under it; under GitHub Actions an
+    `::error` annotation first (a spec error: on its line), the lines unable to issue workflow
+    commands (cli/ci.py). `message` is the text when it is not the error's own.
+
+    Why every failure goes through here (the main path and each of several REFs alike): error
+    text quotes registries and builds, which may echo a token or credentials, so it is scrubbed
+    (manifesto/redact.py) once, here, before any form of it is written.
+    """
+    from manifesto.cli import ci
+    from manifesto.redact import scrub
+
+    text = scrub((str(error) if message is None else message).strip())
+    if ci.github():
+        ci.report_failure(error, lambda: _fail(text), message=text)
+    else:
+        _fail(text)
+    return exit_code(error)
+
+
+def _fail(message: str) -> None:
     first = message.strip().splitlines()[0] if message.strip() else "failed"
     sys.stderr.write(f"manifesto: error: {first}\n")
     rest = message.strip().splitlines()[1:]

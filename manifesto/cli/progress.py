@@ -13,9 +13,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from manifesto.cli.ci import guard
 from manifesto.cli.render import size, table
 from manifesto.jobs import progress
 from manifesto.jobs.progress import Event, Outcome
+from manifesto.redact import scrub
 
 if TYPE_CHECKING:
     from manifesto.lists.entry import Entry
@@ -87,7 +89,9 @@ class Lines:
             self._say(event.time, f"{event.platform}: {describe(event)}")
 
     def _say(self, when: float, text: str) -> None:
-        self.write(f"{time.strftime('%H:%M:%S', time.localtime(when))} {text}")
+        # a step's text and a failure's error quote the Dockerfile and the build: scrubbed, and
+        # unable to issue a workflow command in a GitHub log (cli/ci.py)
+        self.write(guard(scrub(f"{time.strftime('%H:%M:%S', time.localtime(when))} {text}")))
 
     def beat(self) -> None:
         """A heartbeat line for every platform whose phase has gone on, silent, for `interval`."""

@@ -78,7 +78,11 @@ def _epoch(args: argparse.Namespace) -> int | None:
 
 
 def _stderr(line: str) -> None:
-    sys.stderr.write(line.rstrip("\n") + "\n")
+    """A line on stderr (build output, a notice, a phase line) scrubbed of secrets: a RUN step
+    may print a token."""
+    from manifesto.redact import scrub
+
+    sys.stderr.write(scrub(line.rstrip("\n")) + "\n")
 
 
 def _options(args: argparse.Namespace, plan: planning.Plan, epoch: int | None, on_event=None, on_line=None):
@@ -346,6 +350,9 @@ def publish(args: argparse.Namespace) -> int:
     if getattr(args, "check", False):
         return _would_change(args, plan, epoch)
     if args.dry_run:
+        from manifesto.cli.report import refuse_dry_run
+
+        refuse_dry_run(args)  # --report / --report-env: nothing to report
         print(_render(plan, args, push_by_digest=args.push_by_digest))
         _warn_coverage(plan, args)
         return 0
@@ -366,6 +373,9 @@ def build(args: argparse.Namespace) -> int:
     epoch = _check_args(args)
     _check_outputs(("--report", args.report))
     if args.dry_run:
+        from manifesto.cli.report import refuse_dry_run
+
+        refuse_dry_run(args)
         print(_render(plan, args))
         return 0
     with _recorder("build", args, str(plan.target)) as rec:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from typing import Any
 
 from manifesto import tasks
-from manifesto.cli.main import exit_code
+from manifesto.cli.main import exit_code, show_error
 from manifesto.cli.render import fit_width, short_digest, size, table
 from manifesto.errors import ManifestoError, UsageError
 from manifesto.jobs.copy import Location
@@ -56,7 +55,7 @@ def show(args: argparse.Namespace) -> int:
         width = None if getattr(args, "no_trunc", False) else fit_width()
         print("\n\n".join(_as_text(text, top, referrers, width) for text, top, referrers in found))
     for e in errors:
-        sys.stderr.write(f"manifesto: error: {e}\n")
+        show_error(e)  # as the one error of a command is shown: scrubbed, annotated in CI
     return max((exit_code(e) for e in errors), default=0)
 
 

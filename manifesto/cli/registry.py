@@ -65,18 +65,36 @@ def tags(args: argparse.Namespace) -> int:
     location = parse_location(args.repository)
     if location.tag or location.digest:
         raise UsageError(f"{args.repository}: `tags` takes a repository, without a tag or digest")
-    if isinstance(location, LayoutReference):
-        names = sorted(LayoutStore(Path(location.path)).tags())
-    else:
-        if args.page_size is not None and args.page_size < 1:
-            raise UsageError("--page-size must be at least 1")
-        from manifesto.store.registry.catalog import list_tags
+    if isinstance(location, LayoutReference):  # `ref.name`s: some tools write whole references there
+        from manifesto.cli import ci
 
-        ref = location
-        names = _run(args, lambda regs: list_tags(regs.client(ref), ref.repository, page_size=args.page_size))
-    for name in names:
-        print(printable(name))
+        for name in sorted(LayoutStore(Path(location.path)).tags()):
+            print(ci.guard(printable(name)))
+        return 0
+    if args.page_size is not None and args.page_size < 1:
+        raise UsageError("--page-size must be at least 1")
+    from manifesto.store.registry.catalog import list_tags
+
+    ref = location
+    names = _run(args, lambda regs: list_tags(regs.client(ref), ref.repository, page_size=args.page_size))
+    for name in _valid_tags(names, ref.name):
+        print(name)
     return 0
+
+
+def _valid_tags(names: list[str], repository: str) -> list[str]:
+    """The names that are tags by the one tag grammar (oci/reference.py), with a warning for the
+    rest: a name outside it (`::set-output ...`, a line break, ...) is no tag anyone could pull,
+    and printed as it came it could pass for a workflow command in a CI log or break a script
+    reading one tag a line."""
+    from manifesto.cli import ci
+
+    bad = [name for name in names if not valid_tag(name)]
+    if bad:
+        shown = ", ".join(map(repr, bad[:5])) + (", ..." if len(bad) > 5 else "")  # repr: escaped
+        warning = f"manifesto: warning: {repository}: skipped {len(bad)} name(s) that are not valid tags: {shown}"
+        sys.stderr.write(ci.guard(warning) + "\n")
+    return [name for name in names if valid_tag(name)]
 
 
 # ---- digest ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from manifesto.errors import ManifestoError
+from manifesto.errors import ManifestoError, UsageError
 
 SCHEMA_VERSION = 1  # of the --report document: bumped when a field changes meaning or goes away
 STDOUT = "-"  # `--report -`: the report is the command's stdout (the digest is in it)
@@ -65,8 +65,29 @@ class Facts:
 
 
 def first_line(error: BaseException) -> str:
-    """An error as a report or summary names it: its first line."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    """An error as a report, summary or dotenv names it: its first line, scrubbed of secrets
+    (manifesto/redact.py), since error text may quote a registry's answer or a build's log."""
+    from manifesto.redact import scrub
+
+    return (scrub(str(error).strip()).splitlines() or [type(error).__name__])[0]
+
+
+def refuse_dry_run(args: Any) -> None:
+    """`--dry-run` with `--report` or `--report-env`: a usage error, before anything is read.
+
+    Why refused rather than written: a dry run prints a plan and ends with no result, so a
+    report of it would have no digest, no tags and no status a later step could act on; and
+    `--report -` would put a plan and a JSON document on the same stdout. `publish --check`
+    is the run that reports what a publish would do without pushing.
+    """
+    if not getattr(args, "dry_run", False):
+        return
+    for flag, value in (("--report", getattr(args, "report", None)), ("--report-env", getattr(args, "report_env", None))):
+        if value:
+            raise UsageError(
+                f"--dry-run does not go with {flag} (a dry run prints its plan and has no result to report; "
+                "`publish --check` reports what a publish would change without pushing)"
+            )
 
 
 def _iso(when: float) -> str:

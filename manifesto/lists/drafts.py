@@ -24,7 +24,7 @@ from urllib.parse import quote
 from manifesto.errors import ContentError, ManifestoError, NotFound, UsageError
 from manifesto.fileio import write_atomic
 from manifesto.lists.entry import Entry
-from manifesto.oci.reference import Reference
+from manifesto.oci.reference import LayoutReference, Reference, parse_location
 
 VERSION = 1
 _LOCK_ATTEMPTS = 1000  # a retry means another process removed the lock file meanwhile
@@ -167,11 +167,29 @@ def _names(path: Path, fd: int) -> bool:
     return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
-def find_entry(draft: Draft, source: Reference) -> int:
-    """Index of the entry added as `source` (same repository and tag, or that digest)."""
+def source_location(text: str) -> Reference | LayoutReference:
+    """A SOURCE of a list as given to a verb: a registry reference, or an OCI layout by its
+    absolute path.
+
+    Why absolute: a draft outlives the process that made it, and `push` (or `annotate`) may run
+    from another directory; the layout it names must stay the one `create` read.
+    """
+    where = parse_location(text)
+    if isinstance(where, LayoutReference):
+        return replace(where, path=os.path.abspath(where.path))
+    return where
+
+
+def _place(ref: Reference | LayoutReference) -> tuple[str, str]:
+    """Where an entry's source lives: a registry repository or a layout directory."""
+    return ("oci", ref.path) if isinstance(ref, LayoutReference) else ("registry", ref.name)
+
+
+def find_entry(draft: Draft, source: Reference | LayoutReference) -> int:
+    """Index of the entry added as `source` (same repository or layout and tag, or that digest)."""
 
     def matches(entry: Entry) -> bool:
-        if entry.source is None or entry.source.name != source.name:
+        if entry.source is None or _place(entry.source) != _place(source):
             return False
         if source.digest:
             return entry.descriptor.digest == source.digest

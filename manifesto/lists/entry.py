@@ -17,7 +17,7 @@ from manifesto.errors import InvalidDigest, InvalidPlatform, InvalidReference, U
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.platform import Platform
-from manifesto.oci.reference import Reference
+from manifesto.oci.reference import LayoutReference, Reference, parse_location
 
 BUILT = "built"  # a record's `source` for an image this run built
 
@@ -26,14 +26,15 @@ BUILT = "built"  # a record's `source` for an image this run built
 class Entry:
     """A manifest an index names.
 
-    `source`: where it was read from (None: built by this run, or claimed by a digest file).
+    `source`: where it was read from: a registry or an OCI layout (None: built by this run, or
+    claimed by a digest file).
     `descriptor`: as the index names it (after verification: as the target serves it).
     `raw`: the manifest's exact bytes when known (what a copy sends). `config_platform`: what
     its image config says, when read. `arch_refs`: docker-library tags it also goes under.
     `origin`: where a claim about it came from (a digest file), for messages only.
     """
 
-    source: Reference | None
+    source: Reference | LayoutReference | None
     descriptor: Descriptor
     raw: bytes | None = None
     config_platform: Platform | None = None
@@ -79,12 +80,14 @@ class Entry:
 
     @classmethod
     def from_draft(cls, data: dict[str, Any]) -> Entry:
-        """A draft's entry, its bytes checked against its digest (a tampered draft is refused)."""
+        """A draft's entry, its bytes checked against its digest (a tampered draft is refused).
+
+        Its source reads back in any form a verb takes (a layout's as `oci:DIR...`)."""
         descriptor = Descriptor.from_dict(data["descriptor"], "draft entry")
         raw = base64.b64decode(data["manifest"])
         descriptor.digest.verify(raw, f"draft entry {data['source']}")
         return cls(
-            source=Reference.parse(data["source"]),
+            source=parse_location(data["source"]),
             descriptor=descriptor,
             raw=raw,
             config_platform=Platform.from_dict(data.get("config_platform")),
@@ -111,7 +114,7 @@ class Entry:
             source = str(data.get("source", BUILT))
             descriptor = Descriptor(media_type, digest, size, platform)
             return cls(
-                source=None if source == BUILT else Reference.parse(source),
+                source=None if source == BUILT else parse_location(source),
                 descriptor=descriptor,
                 arch_refs=tuple(Reference.parse(r) for r in data.get("archRefs") or ()),
                 origin=where,

@@ -29,6 +29,7 @@ from manifesto.oci.config import ImageConfig
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
 from manifesto.oci.reference import Reference
+from manifesto.store.places import open_store
 from manifesto.store.protocol import Fetched
 from manifesto.store.registry.pool import Registries
 from manifesto.tags import Snapshot, TagMove, move_tags
@@ -103,9 +104,10 @@ async def preflight(
 
 
 async def copy_entry(copier: Copier, registries: Registries, entry: Entry) -> None:
-    """Copy an entry read from a registry into the copier's target by digest (its exact bytes)."""
+    """Copy an entry read from a registry or an OCI layout into the copier's target by digest
+    (its exact bytes; its blobs from where it was read)."""
     assert entry.source is not None and entry.raw is not None
-    src = Place(registries.client(entry.source), entry.source.repository)
+    src = Place(*open_store(registries, entry.source))
     await copier.manifest(src, Fetched(entry.raw, entry.media_type, entry.digest))
 
 

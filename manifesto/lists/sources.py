@@ -18,16 +18,17 @@ from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
 from manifesto.oci.platform import Platform
-from manifesto.oci.reference import Reference
+from manifesto.store.places import Location, manifest_reference, open_store
+from manifesto.store.protocol import Store
 from manifesto.store.registry.pool import Registries
 
 
 async def read_config(
-    registries: Registries, ref: Reference, manifest: ImageManifest, *, require_platform: bool = True
+    registries: Registries, ref: Location, manifest: ImageManifest, *, require_platform: bool = True
 ) -> ImageConfig:
     """The image config a manifest names (its `platform` may be None only if not required)."""
-    client = registries.client(ref)
-    raw = await client.read_blob_bytes(ref.repository, manifest.config.digest)
+    store, repo = open_store(registries, ref)
+    raw = await store.read_blob_bytes(repo, manifest.config.digest)
     return ImageConfig.parse(raw, f"config of {ref.familiar}", require_platform=require_platform)
 
 
@@ -44,7 +45,7 @@ MAX_DEPTH = 8  # indexes inside indexes: deeper than any real list nests, shallo
 
 async def read_source(
     registries: Registries,
-    ref: Reference,
+    ref: Location,
     *,
     skip_platformless: bool = False,
     keep_nested: bool = False,
@@ -59,9 +60,11 @@ async def read_source(
     index or from its config: an artifact or a platform-less image is refused here, naming it;
     attestations pass as they are. With `skip_platformless` (a caller picking one platform out
     of an index) entries that could never be picked (no platform, not an image) are left out.
+    `ref` may be an OCI layout (`oci:DIR[:TAG|@DIGEST]`; its only tag when it names none):
+    every manifest is then read from the layout, its bytes checked against their digest.
     """
-    client = registries.client(ref)
-    fetched = await client.get_manifest(ref.repository, ref.reference)
+    store, repo = open_store(registries, ref)
+    fetched = await store.get_manifest(repo, manifest_reference(ref))
     doc = parse(fetched.raw, fetched.media_type, ref.familiar)
     if isinstance(doc, ImageManifest):
         platform, config_platform = await _entry_platform(registries, ref, doc, None)
@@ -69,7 +72,7 @@ async def read_source(
             raise _no_platform(ref, doc)
         descriptor = fetched.descriptor().with_(platform=platform)
         return Source([Entry(ref, descriptor, fetched.raw, config_platform)], {})
-    reading = _Reading(registries, ref, skip_platformless, keep_nested, max_depth)
+    reading = _Reading(registries, store, repo, ref, skip_platformless, keep_nested, max_depth)
     return Source(await reading.children(doc, (fetched.digest,)), dict(doc.annotations))
 
 
@@ -78,7 +81,9 @@ class _Reading:
     """One source's index being flattened: how, and from where."""
 
     registries: Registries
-    ref: Reference
+    store: Store
+    repo: str
+    ref: Location
     skip_platformless: bool
     keep_nested: bool
     max_depth: int
@@ -94,7 +99,7 @@ class _Reading:
         if skip and not d.is_attestation and d.media_type not in mediatype.MANIFESTS:
             return []  # an artifact type of its own: nothing to pick
         child_ref = ref.with_digest(d.digest)
-        got = await self.registries.client(ref).get_manifest(ref.repository, str(d.digest))
+        got = await self.store.get_manifest(self.repo, str(d.digest))
         child_doc = parse(got.raw, got.media_type, child_ref.familiar)
         if isinstance(child_doc, ImageIndex):
             if self.keep_nested:
@@ -117,13 +122,13 @@ class _Reading:
         return [Entry(child_ref, descriptor, got.raw, config_platform)]
 
 
-async def read_sources(registries: Registries, refs: list[Reference], *, keep_nested: bool = False) -> list[Source]:
+async def read_sources(registries: Registries, refs: list[Location], *, keep_nested: bool = False) -> list[Source]:
     """Several sources at once (the first failure stops the others)."""
     return list(await tasks.gather(*(read_source(registries, r, keep_nested=keep_nested) for r in refs)))
 
 
 async def _entry_platform(
-    registries: Registries, ref: Reference, doc: ImageManifest, declared: Platform | None
+    registries: Registries, ref: Location, doc: ImageManifest, declared: Platform | None
 ) -> tuple[Platform | None, Platform | None]:
     """A list entry's platform (the index's word, else its config's) and what its config says."""
     config = None
@@ -132,6 +137,6 @@ async def _entry_platform(
     return declared or config, config
 
 
-def _no_platform(ref: Reference, doc: ImageManifest) -> UsageError:
+def _no_platform(ref: Location, doc: ImageManifest) -> UsageError:
     what = f"an artifact ({doc.artifact})" if doc.artifact else "an image whose config names no os/architecture"
     return UsageError(f"{ref.familiar} is {what}: a manifest list entry needs a platform")

@@ -21,8 +21,8 @@ def test_a_bad_new_tag_says_what_a_tag_may_be(cli) -> None:
 
 
 @pytest.mark.parametrize("verb", [["create", "--push", UNREACHABLE], ["create", UNREACHABLE]])
-def test_a_layout_source_where_a_registry_image_is_needed_is_refused_offline(cli, verb) -> None:
+def test_a_layout_source_is_a_layout_not_a_docker_hub_image(cli, verb) -> None:
     # `oci:out` also parses as Docker Hub's image `oci`, tag `out`: no guess, no network
     result = cli(*verb, "oci:out")
-    assert result.returncode == 2
-    assert "an OCI layout, where a registry reference is needed" in one_error_line(result)
+    assert result.returncode == 4
+    assert "no OCI image layout at" in one_error_line(result)
