@@ -8,7 +8,9 @@ after it. Why a lock: two manifesto runs on one machine building the same platfo
 otherwise write one c/storage root at once; an flock on the store serializes them (and lets
 `manifesto cache prune` skip a store that is in use instead of deleting it under a build).
 Each store also keeps its last image as an OCI layout beside the key of that build's inputs
-(buildkey.py), so an unchanged build runs no builder at all; prune empties those too.
+(buildkey.py), so an unchanged build runs no builder at all; and, for buildah, a blob cache
+(`prepare_blob_cache`): the compressed copy of every layer it pulled, so exporting an image
+whose base is unchanged does not compress those layers again. prune empties those too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from manifesto.oci.platform import Platform, normalized
 LOCK_FILE = "lock"
 POLL = 0.2  # seconds between tries while another run holds a store
 TOOLS = ("buildah", "podman")  # the builders that keep a layer store here
+BLOB_CACHE = "blobs"  # in a store's directory: the builder's blob cache (prepare_blob_cache)
 
 
 def cache_home() -> Path:
@@ -83,6 +86,28 @@ def store_lock(
         yield True
     finally:
         os.close(fd)  # closing drops the lock
+
+
+def prepare_blob_cache(store: Path, cache: Path, *, layers: Path) -> None:
+    """Create the blob cache directory `cache` of the store at `store`, whose layers are at
+    `layers`; call it holding the store's lock.
+
+    A blob cache (buildah's `--blob-cache`) keeps the compressed bytes of each layer pulled
+    into the store under their digest, and its uncompressed bytes with a note naming the
+    compressed digest, so a push takes those bytes instead of compressing the layer again (it
+    also keeps an uncompressed copy of each committed layer: disk, not time). Its entries are
+    named by content digest and checked against it on every copy, so one is never stale,
+    whatever was rebuilt since. A store whose layers exist without a blob cache was filled
+    before it had one: its pulled layers would be compressed again on export, giving other
+    bytes (and digests) than a fresh store, so it is emptied first and builds once from nothing.
+    """
+    if not cache.is_dir():
+        try:
+            if layers.exists():
+                _empty(store, keep=LOCK_FILE)
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BuildError(f"cannot create the blob cache {cache}: {e.strerror or e}") from None
 
 
 @dataclass(frozen=True)

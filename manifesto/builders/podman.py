@@ -3,7 +3,8 @@
 Differences from buildah that matter here: podman keeps libpod state in a tmpdir (pointed into
 our private storage so nothing lands in /run/libpod), and refuses a --runroot longer than 50
 characters (then a short one in the temp dir is used). Layer caching (`--layers`, podman's
-default too) works as in buildah: one persistent store per platform.
+default too) works as in buildah: one persistent store per platform. podman 4.3's `push` has no
+`--blob-cache`, so its exports compress every layer again (no blob cache is kept).
 """
 
 from __future__ import annotations
@@ -44,9 +45,14 @@ class PodmanBuilder(BuildahBuilder):
         key = hashlib.sha256(str(self.storage_root.resolve()).encode()).hexdigest()[:8]
         return Path(tempfile.gettempdir()) / f"manifesto-podman-{key}"
 
-    def push_args(self, destination: str, authfile: Path) -> list[str]:
+    def blob_cache(self, store: Path) -> Path | None:
+        """None: podman 4.3's `push` has no `--blob-cache` (its `build` hides one, which alone
+        would fill a cache nothing reads)."""
+        return None
+
+    def push_args(self, destination: str, authfile: Path, blobs: Path | None = None) -> list[str]:
         """podman compresses for a `dir:` destination only when asked (`--compress`)."""
-        args = super().push_args(destination, authfile)
+        args = super().push_args(destination, authfile, blobs)
         return [args[0], "--compress", *args[1:]] if destination.startswith("dir:") else args
 
     def global_args(self, platform: Platform | None = None) -> list[str]:

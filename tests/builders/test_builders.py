@@ -28,11 +28,8 @@ from manifesto.builders.base import (
 )
 from manifesto.builders.binfmt import check as binfmt_check
 from manifesto.builders.binfmt import fix as binfmt_fix
-from manifesto.builders.buildah import (
-    BuildahBuilder,
-    docker_config_fixed,
-    trim_unconsumed_warning,
-)
+from manifesto.builders.buildah import BuildahBuilder, trim_unconsumed_warning
+from manifesto.builders.dirimage import docker_config_fixed
 from manifesto.builders.buildx import CONTAINER_DRIVER_FIX, BuildxBuilder
 from manifesto.builders.podman import PodmanBuilder
 from manifesto.builders.runner import Captured, Completed, Runner

@@ -19,7 +19,7 @@ from manifesto.errors import ContentError, NotFound, UsageError
 from manifesto.oci.config import ImageConfig
 from manifesto.oci.manifest import ImageManifest, parse
 from manifesto.oci.platform import Platform, matches
-from manifesto.oci.reference import LAYOUT_PREFIX, Reference, split_layout
+from manifesto.oci.reference import LAYOUT_PREFIX, Reference, parse_layout
 from manifesto.store.layout import LayoutStore
 from manifesto.store.places import platform_image
 from manifesto.store.protocol import Fetched, Store
@@ -50,10 +50,10 @@ async def resolve(image: str | None, platform: Platform, registries: Registries,
     if image is None:
         return SCRATCH
     if image.startswith(LAYOUT_PREFIX):
-        path, tag = split_layout(image)
-        store = LayoutStore(Path(path).resolve())
+        layout = parse_layout(image)
+        store = LayoutStore(Path(layout.path).resolve())
         try:
-            fetched = await store.get_manifest("", store.reference(tag, f"{where}: FROM {image}"))
+            fetched = await store.get_manifest("", store.reference(layout.reference, f"{where}: FROM {image}"))
         except NotFound as e:
             raise UsageError(f"{where}: FROM {image}: {e}") from None
         return await _for_platform(store, "", fetched, platform, image, f"{LAYOUT_PREFIX}{store.path}")
