@@ -14,7 +14,6 @@ time each took. Exit 1 if any repetition lost an entry or a process failed.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
     sys.path.pop(0)
 sys.path.insert(0, str(REPO))
 
+from bench.common import sandbox_env  # noqa: E402
 from tests.cli.test_index_races import final, five_images, race  # noqa: E402
 from tests.support.content import Content  # noqa: E402
 from tests.support.faultproxy import FaultProxy, Respond  # noqa: E402
@@ -40,9 +40,7 @@ def main() -> int:
     held = 0
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "XDG_", "REGISTRY_AUTH"))}
-        env.update(HOME=str(home), XDG_DATA_HOME=str(home / "data"), XDG_CONFIG_HOME=str(home / "config"),
-                   DOCKER_CONFIG=str(home / "docker"), NO_COLOR="1", MANIFESTO_KEYRING="file")  # fmt: skip
+        env = sandbox_env(home, HOME=str(home), NO_COLOR="1", MANIFESTO_KEYRING="file")
         registry = start_registry(Path(tmp) / "registry")
         try:
             for n in range(args.repeat):

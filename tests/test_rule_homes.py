@@ -18,12 +18,11 @@ from manifesto.builders import AUTO, BUILDER_ALIASES, BUILDER_NAMES, BUILDERS, g
 from manifesto.builders.buildah import own_args
 from manifesto.cli.main import EXIT_CODES, build_parser, exit_code
 from manifesto.errors import InvalidReference, SpecError
-from manifesto.jobs.copy import Location
 from manifesto.matrix.plan import make_plan
 from manifesto.matrix.spec import loads
 from manifesto.oci.digest import Digest
 from manifesto.oci.platform import BUILD_PLATFORM_ARGS, PLATFORM_ARGS, Platform, platform_args
-from manifesto.oci.reference import HUB_ALIASES, Reference, check_tag, is_digest, valid_tag
+from manifesto.oci.reference import HUB_ALIASES, LayoutReference, Reference, check_tag, is_digest, parse_location, valid_tag
 from manifesto.store.registry.credential import normalize_host
 from manifesto.store.registry.dockerconfig import DockerConfig, config_key
 
@@ -50,7 +49,7 @@ def test_a_bad_tag_is_refused_everywhere(tmp_path: Path, tag: str) -> None:
         Reference.parse(f"localhost:5000/x:{tag}")
     with pytest.raises(InvalidReference):
         Reference.parse("localhost:5000/x").with_tag(tag)
-    assert Location.parse(f"oci:out:{tag}").tag is None  # not a tag, so part of the directory
+    assert parse_location(f"oci:out:{tag}").tag is None  # not a tag, so part of the directory
     with pytest.raises(SpecError, match="tag"):
         _spec(tmp_path, tags=f"[{json.dumps(tag)}]")
 
@@ -59,7 +58,7 @@ def test_a_bad_tag_is_refused_everywhere(tmp_path: Path, tag: str) -> None:
 def test_a_good_tag_is_accepted_everywhere(tmp_path: Path, tag: str) -> None:
     assert valid_tag(tag) and check_tag(tag) == tag
     assert Reference.parse(f"localhost:5000/x:{tag}").tag == tag
-    assert Location.parse(f"oci:out:{tag}") == Location(layout=Path("out"), tag=tag)
+    assert parse_location(f"oci:out:{tag}") == LayoutReference("out", tag)
     assert _spec(tmp_path, tags=f"[{json.dumps(tag)}]").tags == (tag,)
 
 
@@ -206,16 +205,16 @@ def test_the_layout_prefix_is_spelled_once() -> None:
 
 @pytest.mark.parametrize("text, layout, tag", [("oci:out:1.0", "out", "1.0"), ("oci:a:b/c", "a:b/c", None), ("oci:d", "d", None)])
 def test_oci_dir_tag_reads_the_same_for_copy_and_from(text: str, layout: str, tag: str | None) -> None:
-    from manifesto.oci.reference import split_layout
+    from manifesto.oci.reference import parse_layout
 
-    assert split_layout(text) == (layout, tag)
-    assert Location.parse(text) == Location(layout=Path(layout), tag=tag)
+    assert (parse_layout(text).path, parse_layout(text).reference) == (layout, tag)
+    assert parse_location(text) == LayoutReference(layout, tag)  # what copy and every verb read
 
 
 def test_oci_without_a_directory_is_refused_alike() -> None:
-    from manifesto.oci.reference import split_layout
+    from manifesto.oci.reference import parse_layout
 
-    for parse in (split_layout, Location.parse):
+    for parse in (parse_layout, parse_location):
         with pytest.raises(InvalidReference, match="oci: needs a directory"):
             parse("oci:")
 
@@ -223,7 +222,6 @@ def test_oci_without_a_directory_is_refused_alike() -> None:
 def test_a_layouts_only_tag_is_chosen_in_one_place(tmp_path: Path) -> None:
     """`oci:DIR` without a tag names the layout's only tag: LayoutStore.reference decides it
     (through store.places.manifest_reference for every verb) and no other module counts tags."""
-    from manifesto.oci.reference import parse_location
     from manifesto.store.layout import LayoutStore
     from manifesto.store.places import manifest_reference
     from tests.support.images import build_image

@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from manifesto.cli.report import Facts
     from manifesto.jobs.progress import Event
 
-DOTENV = ("MANIFESTO_STATUS", "MANIFESTO_IMAGE", "MANIFESTO_DIGEST", "MANIFESTO_TAGS")  # --report-env names
-
 
 def github(environ: Mapping[str, str] | None = None) -> bool:
     """Running as a GitHub Actions step."""

@@ -33,7 +33,7 @@ def register(sub, add_common) -> None:
     )
     p.add_argument("-a", "--amend", action="store_true", help="add to an existing local list")
     p.add_argument("--format", choices=["oci", "docker"], help="list media type (default: docker if every child is)")
-    p.add_argument("--insecure", action="store_true", help="allow plain HTTP / unverified TLS registries")
+    insecure_arg(p)
     p.add_argument("--push", action="store_true", help="push the list now, in this process; no local draft is kept")
     p.add_argument("-t", "--tag", action="append", default=[], help="with --push: also push under this tag (repeatable)")
     p.add_argument("--force", action="store_true", help="with --push: push despite contradictions, duplicates or lossy format")
@@ -61,7 +61,7 @@ def register(sub, add_common) -> None:
     p.add_argument("list", metavar="LIST", help="the local list to push (its name is where it goes)")
     p.add_argument("-t", "--tag", action="append", default=[], help="also push under this tag (repeatable)")
     p.add_argument("-p", "--purge", action="store_true", help="remove the local list after a successful push")
-    p.add_argument("--insecure", action="store_true", help="allow plain HTTP / unverified TLS registries")
+    insecure_arg(p)
     p.add_argument("--force", action="store_true", help="push despite contradictions, duplicates or lossy format")
     p.add_argument("--format", choices=["oci", "docker"], help="override the list media type")
     report_args(p)
@@ -76,7 +76,7 @@ def register(sub, add_common) -> None:
     out.add_argument("--format", metavar="TEMPLATE", help="print a Go template over the --json data, e.g. '{{.Digest}}'")
     p.add_argument("--platform", metavar="P", help="show this platform's image of a list (with --raw: its bytes)")
     p.add_argument("--no-trunc", action="store_true", help="full digests and cells; no fitting to the terminal")
-    p.add_argument("--insecure", action="store_true", help="allow plain HTTP / unverified TLS registries")
+    insecure_arg(p)
     p.add_argument(
         "--referrers", action="store_true",
         help="list what refers to the image and its children (signatures, SBOMs): type, digest, size, found by",
@@ -90,7 +90,7 @@ def register(sub, add_common) -> None:
     p.add_argument("-u", "--username", help="the user name (asked for on a terminal when not given)")
     p.add_argument("-p", "--password", help="insecure: prefer --password-stdin")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    p.add_argument("--insecure", action="store_true", help="allow plain HTTP / unverified TLS registries")
+    insecure_arg(p)
 
     p = command("logout", "Forget stored credentials for a registry.", "manifesto.cli.account", "logout")
     p.add_argument("registry", metavar="REGISTRY", help="the registry host[:port]")
@@ -110,6 +110,11 @@ def register_ratelimit(sub, add_common) -> None:
     p.set_defaults(run=_lazy("manifesto.cli.ratelimit", "ratelimit"))
     p.add_argument("ref", metavar="REF", help="an image or list in the registry, e.g. docker.io/library/alpine:3")
     p.add_argument("--json", action="store_true", help="print the figures as JSON (null where not announced)")
+    insecure_arg(p)
+
+
+def insecure_arg(p: argparse.ArgumentParser) -> None:
+    """`--insecure`, as every command that talks to registries takes it."""
     p.add_argument("--insecure", action="store_true", help="allow plain HTTP / unverified TLS registries")
 
 
@@ -127,7 +132,6 @@ def register_index(sub, add_common) -> None:
     """`index add` and `index rm`: change the list a tag holds, safe against concurrent writers."""
     p = sub.add_parser("index", help="Change the list a tag holds in a registry (add or remove entries).")
     verbs = p.add_subparsers(dest="index_command", metavar="COMMAND", required=True)
-    insecure = "allow plain HTTP / unverified TLS registries"
 
     def verb(name: str, text: str) -> argparse.ArgumentParser:
         v = verbs.add_parser(name, help=text, description=text)
@@ -144,12 +148,12 @@ def register_index(sub, add_common) -> None:
     v.add_argument("--platform", action="append", metavar="P", help="of a list SRC, only these platforms (repeatable)")
     attestations_arg(v)
     v.add_argument("--format", choices=["oci", "docker"], help="convert the list to this media type")
-    v.add_argument("--insecure", action="store_true", help=insecure)
+    insecure_arg(v)
 
     v = verb("rm", "Remove entries (and their attestations) from the list TARGET holds.")
     v.add_argument("--platform", action="append", metavar="P", help="remove this platform's image (repeatable)")
     v.add_argument("--digest", action="append", metavar="D", help="remove the entry with this digest (repeatable)")
-    v.add_argument("--insecure", action="store_true", help=insecure)
+    insecure_arg(v)
 
 
 def register_verify(sub, add_common) -> None:
@@ -162,7 +166,7 @@ def register_verify(sub, add_common) -> None:
     p.add_argument("--run", dest="run_images", action="store_true", help="also run each platform (buildah, under qemu when foreign)")
     p.add_argument("--command", metavar="CMD", help="with --run: run `/bin/sh -c CMD` instead of `uname -m`")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the table and errors")
-    p.add_argument("--insecure", action="store_true", help="allow plain HTTP / unverified TLS registries")
+    insecure_arg(p)
 
 
 def register_publishing(sub, add_common) -> None:
@@ -202,7 +206,7 @@ def register_publishing(sub, add_common) -> None:
         action="store_true",
         help="with --platform and without --push-by-digest: really move the tags to an index of just those platforms",
     )
-    p.add_argument("--insecure", action="store_true", help="allow plain HTTP / unverified TLS registries")
+    insecure_arg(p)
     p.add_argument(
         "--check",
         action="store_true",
@@ -217,7 +221,7 @@ def register_publishing(sub, add_common) -> None:
     matrix_args(p, builds=False)
     p.add_argument("digest_files", metavar="DIGEST_FILE", nargs="+", help="digest files written by publish --push-by-digest")
     report_args(p, report=False)
-    p.add_argument("--insecure", action="store_true", help="allow plain HTTP / unverified TLS registries")
+    insecure_arg(p)
 
     p = command("doctor", "Check that this machine can build and publish the matrix; --fix what root can.", "doctor")
     p.add_argument("-f", "--file", default="platforms.yaml", help="the platform matrix (default: platforms.yaml)")
@@ -225,7 +229,7 @@ def register_publishing(sub, add_common) -> None:
     p.add_argument("--platform", action="append", metavar="P", help="only these platforms (repeatable or comma-separated)")
     p.add_argument("--builder", choices=BUILDER_NAMES, help="check this builder instead of build.builder")
     p.add_argument("--fix", action="store_true", help="mount binfmt_misc and enable qemu handlers (root)")
-    p.add_argument("--insecure", action="store_true", help="allow plain HTTP / unverified TLS registries")
+    insecure_arg(p)
 
     p = sub.add_parser("cache", help="Manage the build cache.", description="Manage the build cache.")
     verbs = p.add_subparsers(dest="cache_command", metavar="COMMAND", required=True)
@@ -237,7 +241,7 @@ def register_publishing(sub, add_common) -> None:
     p = command("copy", "Copy an image or index with all its children: registry or oci:DIR[:tag], either way.", "copy")
     p.add_argument("source", metavar="SRC", help="registry reference or oci:DIR[:TAG]")
     p.add_argument("destination", metavar="DST", help="registry reference or oci:DIR[:TAG]")
-    p.add_argument("--insecure", action="store_true", help="allow plain HTTP / unverified TLS registries")
+    insecure_arg(p)
     attestations_arg(p)
     p.add_argument(
         "--referrers", action="store_true",
@@ -256,30 +260,29 @@ def register_registry(sub, add_common) -> None:
         p.set_defaults(run=_lazy(module, func))
         return p
 
-    insecure = "allow plain HTTP / unverified TLS registries"
     p = command("tags", "List every tag of a repository (all pages), or of an OCI layout.", "tags")
     p.add_argument("repository", metavar="REPO", help="registry/repository, or oci:DIR")
     p.add_argument("--page-size", type=int, metavar="N", help="ask the registry for N tags a page (?n=N)")
-    p.add_argument("--insecure", action="store_true", help=insecure)
+    insecure_arg(p)
 
     p = command("digest", "Print the digest of the manifest a reference names (one HEAD).", "digest")
     p.add_argument("ref", metavar="REF", help="an image or list: registry reference or oci:DIR[:TAG]")
-    p.add_argument("--insecure", action="store_true", help=insecure)
+    insecure_arg(p)
 
     p = command("tag", "Put the manifest a reference names under more tags of its repository (no upload).", "tag")
     p.add_argument("ref", metavar="REF", help="the image or list to tag")
     p.add_argument("tags", metavar="NEWTAG", nargs="+", help="a bare tag, or the same repository with a tag")
-    p.add_argument("--insecure", action="store_true", help=insecure)
+    insecure_arg(p)
 
     p = command("delete", "Delete a manifest from a registry, by digest (a tag is resolved first).", "delete")
     p.add_argument("ref", metavar="REF", help="repository:tag or repository@digest")
     p.add_argument("-y", "--yes", action="store_true", help="delete without asking (needed when not on a terminal)")
-    p.add_argument("--insecure", action="store_true", help=insecure)
+    insecure_arg(p)
 
     p = command("config", "Print the exact bytes of an image's config (of a list: one platform's).", "config")
     p.add_argument("ref", metavar="REF", help="an image or list: registry reference or oci:DIR[:TAG]")
     p.add_argument("--platform", metavar="P", help="of a list, this platform's image (default: this host's platform)")
-    p.add_argument("--insecure", action="store_true", help=insecure)
+    insecure_arg(p)
 
     p = command("completion", "Print a shell completion script (bash, zsh or fish).", "main", "manifesto.cli.completion")
     p.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell to complete for")

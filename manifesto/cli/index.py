@@ -10,10 +10,7 @@ import argparse
 
 from manifesto.cli.publishing import _platforms
 from manifesto.cli.publishing import _stderr as _say
-
-
-def _entries(n: int) -> str:
-    return f"{n} entr{'y' if n == 1 else 'ies'}"
+from manifesto.cli.render import entry_count
 
 
 def _report(result) -> int:  # noqa: ANN001 — a jobs.index.Edited
@@ -21,7 +18,7 @@ def _report(result) -> int:  # noqa: ANN001 — a jobs.index.Edited
 
     name = result.target.familiar
     kind = mediatype.format_name(result.index.media_type)
-    count = _entries(len(result.index.manifests))
+    count = entry_count(len(result.index.manifests))
     if result.unchanged:
         _say(f"{name} unchanged ({kind}, {count}): it already was as asked")
     else:

@@ -10,12 +10,13 @@ import argparse
 import sys
 from dataclasses import replace
 
+from manifesto.cli.render import entry_count
 from manifesto.errors import NotFound, UsageError
+from manifesto.lists.drafts import Draft, DraftStore, find_entry, source_location
 from manifesto.log import get_logger
 from manifesto.oci import mediatype
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import Reference
-from manifesto.lists.drafts import Draft, DraftStore, find_entry, source_location
 
 log = get_logger("manifesto.cli")
 
@@ -38,10 +39,6 @@ def _features(current: tuple[str, ...], given: list[str]) -> tuple[str, ...]:
             out = []
         out += [f for f in dict.fromkeys(value.split(",")) if f and f not in out]
     return tuple(out)
-
-
-def _entries(n: int) -> str:
-    return f"{n} entr{'y' if n == 1 else 'ies'}"
 
 
 # ---- create ---------------------------------------------------------------------------------
@@ -81,7 +78,7 @@ def create(args: argparse.Namespace) -> int:
             annotations=_kept_annotations(draft.annotations, zip(sources, (s.annotations for s in read))),
         )
         store.save(draft)
-    print(f"Created manifest list {name} ({_entries(len(draft.entries))})")
+    print(f"Created manifest list {name} ({entry_count(len(draft.entries))})")
     return 0
 
 
@@ -178,7 +175,7 @@ def annotate(args: argparse.Namespace) -> int:
         changes = _changes(d.platform, platform, d.annotations, annotations, before.annotations, draft.annotations)
         if changes:
             store.save(draft)
-    what = f"{entry.name} ({str(d.digest)[:19]}…)"
+    what = f"{entry.name} ({d.digest.short}…)"
     print(f"Annotated {what}: {', '.join(changes)}" if changes else f"Nothing changed in {what}: it already says so")
     return 0
 
@@ -229,6 +226,7 @@ def _push(args: argparse.Namespace, name: Reference, draft: Draft | None, rec) -
     `draft`: the list `create --push` built (else the local draft named `name`)."""
     import asyncio
 
+    from manifesto.cli.publishing import blob_bars
     from manifesto.lists import push as lists
     from manifesto.lists.rules import build_index, choose_media_type, ensure_tags, problems
     from manifesto.store.registry.pool import Registries
@@ -256,18 +254,13 @@ def _push(args: argparse.Namespace, name: Reference, draft: Draft | None, rec) -
                 tags=tags, seen=seen, read_back=False, copier=Copier(place, on_bytes=bars),
             )  # fmt: skip
 
-    if sys.stderr.isatty() and not getattr(args, "quiet", False):  # a live line per blob, as copy shows
-        from manifesto.cli.board import BlobBars
-
-        with BlobBars(sys.stderr) as bars:
-            result = asyncio.run(run(bars))
-    else:
-        result = asyncio.run(run(None))
+    with blob_bars(args) as bars:  # a live line per blob, as copy shows
+        result = asyncio.run(run(bars))
     if args.purge:
         store.delete(name)
     moved = ", ".join(result.tags_moved) or "none"
     kept = f"; unchanged: {', '.join(result.tags_unchanged)}" if result.tags_unchanged else ""
-    print(f"Pushed {name.name} ({mediatype.format_name(result.index.media_type)}, {_entries(len(result.index.manifests))}); tags: {moved}{kept}", file=sys.stderr)
+    print(f"Pushed {name.name} ({mediatype.format_name(result.index.media_type)}, {entry_count(len(result.index.manifests))}); tags: {moved}{kept}", file=sys.stderr)
     rec.succeeded(_pushed_facts(rec.command, name, result, rec.report is not None))
     if not rec.owns_stdout:  # `--report -`: the report is stdout, the digest in it
         print(result.index.digest)

@@ -21,7 +21,6 @@ if TYPE_CHECKING:  # annotations only; importing typing costs ~3 ms at CLI start
 
 _handler: Any = None  # the stdlib handler `configure` installed, so it can be replaced
 _QUIET_LOGGERS = ("httpcore", "hpack")  # their DEBUG output is per-byte noise
-FORMATS = ("text", "json")  # --log-format
 _META = ("level", "timestamp", "logger", "exception", "stack")  # not shown as key=value
 
 

@@ -85,7 +85,7 @@ def _stderr(line: str) -> None:
     sys.stderr.write(scrub(line.rstrip("\n")) + "\n")
 
 
-def _options(args: argparse.Namespace, plan: planning.Plan, epoch: int | None, on_event=None, on_line=None):
+def _options(args: argparse.Namespace, epoch: int | None, on_event=None, on_line=None):
     from manifesto.jobs.publish import Options
 
     quiet = getattr(args, "quiet", False)
@@ -148,7 +148,7 @@ def _would_change(args: argparse.Namespace, plan: planning.Plan, epoch: int | No
     groups = ci.Groups(_stderr) if not args.quiet and ci.github() else None
     with _recorder("publish --check", args, str(plan.target)) as rec:
         try:
-            result = check(plan, _options(args, plan, epoch, groups and groups.event, groups and groups.line))
+            result = check(plan, _options(args, epoch, groups and groups.event, groups and groups.line))
         finally:
             if groups is not None:
                 groups.close()
@@ -201,6 +201,18 @@ def _check_writable(path: Path, flag: str) -> None:
         raise UsageError(f"{flag} {path}: {ancestor} is not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {path}: cannot write in {ancestor}")
+
+
+def blob_bars(args: argparse.Namespace):
+    """A live line per uploaded blob on a terminal (not with -q): a BlobBars to pass as
+    `on_bytes` (cli/board.py, which loads rich); elsewhere a context giving None."""
+    if sys.stderr.isatty() and not getattr(args, "quiet", False):
+        from manifesto.cli.board import BlobBars
+
+        return BlobBars(sys.stderr)
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def _recorder(command: str, args: argparse.Namespace, image: str):
@@ -277,7 +289,7 @@ def _run(args: argparse.Namespace, plan: planning.Plan, epoch: int | None, rec=N
     line = board.line if board is not None else groups.line if groups is not None else None
     try:
         with show:
-            options = _options(args, plan, epoch, on_event, line)
+            options = _options(args, epoch, on_event, line)
             return publish(plan, options, **kwargs)
     except ManifestoError:
         outcomes = summarize(list(events), [str(s.platform) for s in plan.build_steps])
@@ -460,25 +472,21 @@ def doctor(args: argparse.Namespace) -> int:
 
 def copy(args: argparse.Namespace) -> int:
     from manifesto.cli.report import Facts
-    from manifesto.jobs.copy import Location
     from manifesto.jobs.copy import copy as run
-    from manifesto.oci.reference import LAYOUT_PREFIX
+    from manifesto.oci.reference import LAYOUT_PREFIX, parse_location
 
     _check_outputs(("--report", args.report), ("--report-env", args.report_env))
-    dst = Location.parse(args.destination)
-    image = dst.reference.name if dst.reference is not None else f"{LAYOUT_PREFIX}{dst.layout}"
+    dst = parse_location(args.destination)
+    image = dst.name if isinstance(dst, Reference) else f"{LAYOUT_PREFIX}{Path(dst.path)}"
     tags: list[str] = []
-    stripping = {"attestations": args.attestations, "on_notice": _stderr}  # --attestations strip says what it left out
-    stripping["referrers"] = args.referrers  # --referrers: says how many it copied
     with _recorder("copy", args, image) as rec:
         rec.failed_with(Facts("copy", image, body={"source": args.source}))
-        if sys.stderr.isatty() and not getattr(args, "quiet", False):  # a live line per blob
-            from manifesto.cli.board import BlobBars
-
-            with BlobBars(sys.stderr) as bars:
-                digest = run(args.source, args.destination, insecure=args.insecure, on_bytes=bars, on_tag=tags.append, **stripping)
-        else:
-            digest = run(args.source, args.destination, insecure=args.insecure, on_tag=tags.append, **stripping)
+        with blob_bars(args) as bars:
+            digest = run(
+                args.source, args.destination, insecure=args.insecure, on_bytes=bars, on_tag=tags.append,
+                attestations=args.attestations, referrers=args.referrers,
+                on_notice=_stderr,  # what --attestations strip left out, how many --referrers copied
+            )  # fmt: skip
         body = {"source": args.source, "digest": str(digest), "tags": tags}
         rec.succeeded(Facts("copy", image, str(digest), tuple(tags), body=body))
         if not rec.owns_stdout:

@@ -16,11 +16,11 @@ from manifesto import tasks
 from manifesto.cli.main import exit_code, show_error
 from manifesto.cli.render import fit_width, short_digest, size, table
 from manifesto.errors import ManifestoError, UsageError
-from manifesto.jobs.copy import Location
-from manifesto.jobs.referrers import End, find
+from manifesto.jobs.referrers import end, find
 from manifesto.oci.manifest import ImageIndex, parse
+from manifesto.oci.reference import parse_location
 from manifesto.oci.referrers import kind_of
-from manifesto.store.layout import LayoutStore
+from manifesto.store.places import manifest_reference
 from manifesto.store.protocol import Fetched
 from manifesto.store.referrers import Referrer
 from manifesto.store.registry.pool import Registries
@@ -60,14 +60,10 @@ def show(args: argparse.Namespace) -> int:
 
 
 async def _find(regs: Registries, text: str) -> tuple[Fetched, list[Referrer]]:
-    where = Location.parse(text)
-    place = where.place(regs)
-    reference = where.manifest_reference
-    if reference is None:  # oci:DIR without a tag: the layout's only tag, as copy reads it
-        assert where.layout is not None
-        reference = LayoutStore(where.layout).reference(None, text)
-    top = await place.store.get_manifest(place.repo, reference)
-    return top, await find(End(place, where.referrers_api(regs)), top)
+    where = parse_location(text)
+    source = end(regs, where)
+    top = await source.place.store.get_manifest(source.place.repo, manifest_reference(where, text))
+    return top, await find(source, top)
 
 
 def _subjects(top: Fetched) -> dict[str, str]:

@@ -62,6 +62,11 @@ def short_digest(digest: str) -> str:
     return f"{algorithm}:{hexpart[:12]}" if sep else digest[:12]
 
 
+def entry_count(n: int) -> str:
+    """`1 entry`, `3 entries`: how many entries a list has, as the verbs say it."""
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
+
+
 def size(n: int) -> str:
     """Human size: 512 B, 1.5 KiB, 3.2 MiB."""
     value = float(n)

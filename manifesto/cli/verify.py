@@ -11,7 +11,7 @@ from manifesto.oci.reference import Reference, parse_location
 
 
 def verify(args: argparse.Namespace) -> int:
-    from manifesto.cli.render import table
+    from manifesto.cli.render import short_digest, table
     from manifesto.jobs.verify import verify as run_verify
 
     if args.command and not args.run_images:
@@ -43,17 +43,13 @@ def verify(args: argparse.Namespace) -> int:
             return await run_verify(registries, ref, platforms=platforms, run=run_one if args.run_images else None)
 
     report = asyncio.run(go())
-    rows = [[r.platform, _short(r.digest), r.status, "; ".join(r.notes)] for r in report.rows]
+    rows = [[r.platform, short_digest(r.digest), r.status, "; ".join(r.notes)] for r in report.rows]
     print(table(["platform", "digest", "result", "notes"], rows))
     failed = report.failed
     if failed:
         names = ", ".join(r.platform for r in failed)
         raise VerificationError(f"{ref.familiar}: {len(failed)} of {len(report.rows)} entries failed verification ({names})")
     return 0
-
-
-def _short(digest: str) -> str:
-    return digest if digest == "-" else digest[: len("sha256:") + 12]
 
 
 async def _from_configs(steps, insecure: bool, on_notice) -> list:

@@ -9,58 +9,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 from manifesto.errors import UsageError
-from manifesto.jobs.referrers import End, carry
+from manifesto.jobs.referrers import carry, end
 from manifesto.lists.edit import Change, apply
 from manifesto.lists.rules import dropped_text, split_attestations
 from manifesto.oci.descriptor import KEEP
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, parse
-from manifesto.oci.reference import LayoutReference, Reference, is_digest, parse_location
-from manifesto.store.layout import LayoutStore
+from manifesto.oci.reference import is_digest, parse_location
+from manifesto.store.places import manifest_reference
 from manifesto.store.protocol import Fetched
-from manifesto.store.referrers import Api, Finder
+from manifesto.store.referrers import Finder
 from manifesto.store.registry.pool import Registries
-from manifesto.store.registry.referrers import list_referrers
-from manifesto.transfer import Copier, OnBytes, Place
-
-
-@dataclass(frozen=True)
-class Location:
-    """Where one end of a copy is: a registry reference, or a layout directory and tag."""
-
-    reference: Reference | None = None
-    layout: Path | None = None
-    tag: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Location:
-        where = parse_location(text)  # the one reading of REF, docker://REF, oci:DIR[:TAG|@DIGEST]
-        if isinstance(where, LayoutReference):
-            return cls(layout=Path(where.path), tag=where.reference)
-        return cls(reference=where)
-
-    def place(self, registries: Registries, create: bool = False) -> Place:
-        if self.layout is not None:
-            return Place(LayoutStore(self.layout, create=create), "")
-        assert self.reference is not None
-        return Place(registries.client(self.reference), self.reference.repository)
-
-    def referrers_api(self, registries: Registries) -> Api | None:
-        """A registry's referrers API (a layout has only the tag schema: None)."""
-        if self.reference is None:
-            return None
-        client = registries.client(self.reference)
-        return lambda repo, digest: list_referrers(client, repo, digest)
-
-    @property
-    def manifest_reference(self) -> str | None:
-        if self.reference is not None:
-            return self.reference.reference
-        return self.tag
+from manifesto.transfer import Copier, OnBytes
 
 
 def copy(
@@ -116,22 +78,19 @@ async def copy_image(
     """The async core of copy(), with the caller's Registries: the manifest by its exact bytes,
     every blob and child first (and, with `referrers`, what refers to them), the destination
     tag (else the source's, else latest) last."""
-    src, dst = Location.parse(source), Location.parse(destination)
-    if (dst.reference is not None and dst.reference.digest) or (dst.tag and is_digest(dst.tag)):
+    src, dst = parse_location(source), parse_location(destination)
+    if dst.digest:
         raise UsageError(f"{destination}: copy to a tag, not a digest")
-    src_place = src.place(registries)
-    ref = src.manifest_reference
-    if ref is None:  # oci:DIR without a tag: the layout's only tag
-        assert src.layout is not None
-        ref = LayoutStore(src.layout).reference(None, source)
+    source_end = end(registries, src)
+    src_place = source_end.place
+    ref = manifest_reference(src, source)  # oci:DIR without a tag: the layout's only tag
     original = await src_place.store.get_manifest(src_place.repo, ref)
     fetched = _stripped(original, attestations, source, on_notice)
-    dst_place = dst.place(registries, create=True)
-    copier = Copier(dst_place, on_bytes=on_bytes)
+    destination_end = end(registries, dst, create=True)  # a layout is made once there is a source
+    copier = Copier(destination_end.place, on_bytes=on_bytes)
     await copier.manifest(src_place, fetched)
     if referrers:
-        source_end = End(src_place, src.referrers_api(registries))
-        carried = await carry(source_end, End(dst_place, dst.referrers_api(registries)), copier, fetched)
+        carried = await carry(source_end, destination_end, copier, fetched)
         if on_notice is not None:
             count = len({r.descriptor.digest for r in carried})
             on_notice(f"{source}: {count} referrer{'s' if count != 1 else ''} copied")
@@ -139,7 +98,7 @@ async def copy_image(
                 left = await Finder(src_place.store, src_place.repo, source_end.api).direct(original.digest)
                 if left:
                     on_notice(f"{source}: {len(left)} referrer(s) of the index not copied: it was rewritten")
-    tag = (dst.reference.tag if dst.reference else dst.tag) or (None if is_digest(ref) else ref) or "latest"
+    tag = dst.tag or (None if is_digest(ref) else ref) or "latest"
     await copier.tag(tag, fetched.raw, fetched.media_type)
     if on_tag is not None:
         on_tag(tag)

@@ -248,12 +248,13 @@ def plan(
     """Read a platforms.yaml and make the Plan that publish() runs; nothing is built or sent.
 
     Why one function: the CLI's `-f/--image/--tag/--builder/--platform` and a library caller
-    override the matrix the same way, and the arch tags must be checked again after `image`
-    or `tags` changed them. `image` replaces the target: a repository (`host/name`, no tag)
-    or `oci:DIR` (an OCI image layout), or a list of them (the first, then its mirrors); `tags` replace the matrix's tags; `platforms` keep
-    just those platforms (an unknown one is a UsageError); `builder` replaces build.builder;
-    `env` feeds `${VAR}` in tags (default: os.environ). `platforms: from-base` is resolved
-    here, reading the base from its registry (`insecure`: as --insecure) under asyncio.run.
+    override the matrix the same way, and the arch tags must be checked again after `image` or
+    `tags` changed them. `image` replaces the target: a repository (`host/name`, no tag) or
+    `oci:DIR` (an OCI image layout), or a list of them (the first, then its mirrors); `tags`
+    replace the matrix's tags; `platforms` keep just those platforms (an unknown one is a
+    UsageError); `builder` replaces build.builder; `env` feeds `${VAR}` in tags (default:
+    os.environ). `platforms: from-base` is resolved here, reading the base from its registry
+    (`insecure`: as --insecure) under asyncio.run.
     """
     from manifesto.jobs.coverage import resolve_from_base
     from manifesto.matrix.spec import load
@@ -319,10 +320,11 @@ def publish(plan: Plan, options: Options | None = None, *, push_index_too: bool 
     The sync wrapper library users call (and the CLI): it runs the preflight under asyncio.run,
     then the builds in threads while one event loop in a thread of its own (jobs/relay.py)
     pushes each image as its build ends, then verifies and pushes the index there. `options`
-    default to Options() (each step's own builder, builds.default_jobs at once). With push_index_too=False
-    (push-by-digest) only the built entries are pushed: `assemble` copies the `image:` entries
-    itself, so a digest file holds just what this runner built. A failure raises the error of
-    the build (or push) that failed, naming the children already pushed (untagged).
+    default to Options() (each step's own builder, builds.default_jobs at once). With
+    push_index_too=False (push-by-digest) only the built entries are pushed: `assemble` copies
+    the `image:` entries itself, so a digest file holds just what this runner built. A failure
+    raises the error of the build (or push) that failed, naming the children already pushed
+    (untagged).
     """
     options = options or Options()
     seen = asyncio.run(_preflight(plan, options, push_index_too))

@@ -22,9 +22,13 @@ from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, parse
+from manifesto.oci.reference import LayoutReference
 from manifesto.oci.referrers import fallback_tag, merged
+from manifesto.store.places import Location, open_store
 from manifesto.store.protocol import Fetched
 from manifesto.store.referrers import Api, Finder, Referrer
+from manifesto.store.registry.pool import Registries
+from manifesto.store.registry.referrers import list_referrers
 from manifesto.tags import Snapshot, TagMove, move_tags
 from manifesto.transfer import Copier, Place
 
@@ -40,6 +44,16 @@ class End:
 
     place: Place
     api: Api | None = None
+
+
+def end(registries: Registries, location: Location, *, create: bool = False) -> End:
+    """The End a parsed reference names: its place (store.places.open_store; `create` makes a
+    layout) and a registry's referrers API (a layout has only the tag schema)."""
+    store, repo = open_store(registries, location, create=create)
+    if isinstance(location, LayoutReference):
+        return End(Place(store, repo))
+    client = registries.client(location)
+    return End(Place(store, repo), lambda repo, digest: list_referrers(client, repo, digest))
 
 
 async def subjects(place: Place, fetched: Fetched) -> list[Digest]:

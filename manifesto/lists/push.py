@@ -163,7 +163,7 @@ async def verify(place: Place, target: str, entries: Sequence[Entry], *, read_ba
     return list(await tasks.gather(*(one(e) for e in entries)))
 
 
-async def arch_moves(registries: Registries, places: Place | Sequence[Place], entries: Sequence[Entry]) -> list[TagMove]:
+async def arch_moves(registries: Registries, places: Sequence[Place], entries: Sequence[Entry]) -> list[TagMove]:
     """Docker-library style per-arch tags (arm64v8/hello:1.0), ready to move with the index's.
 
     Each entry is copied by digest into its arch repositories from a target repository, where
@@ -171,7 +171,6 @@ async def arch_moves(registries: Registries, places: Place | Sequence[Place], en
     repositories of one registry), else the first; the tags move only with the index's, once
     every child is verified, so a refused list moves no tag.
     """
-    places = [places] if isinstance(places, Place) else list(places)
 
     async def one(entry: Entry, repository: str, refs: list[Reference]) -> list[TagMove]:
         client = registries.client(refs[0])
@@ -199,9 +198,7 @@ def untagged(error: ManifestoError, pushed: Sequence[Entry]) -> ManifestoError:
     return error
 
 
-async def mirror(
-    registries: Registries, place: Place, mirrors: Sequence[tuple[Place, str]], entries: Sequence[Entry], *, read_back: bool = True
-) -> None:
+async def mirror(place: Place, mirrors: Sequence[tuple[Place, str]], entries: Sequence[Entry], *, read_back: bool = True) -> None:
     """Every entry from the first target (`place`, where each is verified) into each mirror by
     digest, then verified there as in the first; a failure names what the first target holds.
 
@@ -277,9 +274,9 @@ async def push(
     places = [(place, target), *mirrors]
     index = rules.build_index(ordered, media_type, annotations)
     if not mirrors:
-        arch = await arch_moves(registries, place, ordered)
+        arch = await arch_moves(registries, [place], ordered)
     else:
-        await mirror(registries, place, mirrors, ordered, read_back=read_back)
+        await mirror(place, mirrors, ordered, read_back=read_back)
         try:
             arch = await arch_moves(registries, [p for p, _ in places], ordered)
             # the index by digest everywhere: each tag then moves to content every target has

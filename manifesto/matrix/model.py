@@ -188,7 +188,7 @@ def render_arch_tag(template: str, target: Reference, platform: Platform, tag: s
 
 
 def arch_ref_problem(
-    template: str, targets: Reference | tuple[Reference, ...], tags: tuple[str, ...], entries: tuple[Entry, ...]
+    template: str, targets: tuple[Reference, ...], tags: tuple[str, ...], entries: tuple[Entry, ...]
 ) -> str | None:
     """Why `arch_tag` cannot work for these targets and tags (None when it can).
 
@@ -197,7 +197,6 @@ def arch_ref_problem(
     template naming a fixed registry gives); checked when platforms.yaml loads and again when
     --image/--tag override it.
     """
-    targets = (targets,) if isinstance(targets, Reference) else targets
     index_refs = {str(target.with_tag(t)) for target in targets for t in tags}
     seen: dict[str, str] = {}
     for entry, target in ((e, t) for e in entries for t in targets):

@@ -191,8 +191,7 @@ def render(plan: Plan, *, push_by_digest: bool = False, builders: Sequence[str] 
         if isinstance(step, BuildStep):
             extra = _extra_args(step, matrix.build.args)
             show_args = show_args or bool(extra)
-            push = [_by_digest(plan.target)] if push_by_digest else [_by_digest(t) for t in plan.targets]
-            push += [] if push_by_digest else [str(r) for r in step.arch_refs]
+            push = [_by_digest(plan.target)] if push_by_digest else [*map(_by_digest, plan.targets), *map(str, step.arch_refs)]
             source = f"{_rel(step.context, base)} ({_rel(step.dockerfile, step.context)})"
             builder = next(cells)
             rows.append([[str(step.platform)], ["build"], [builder], [source], [extra or "-"], push])

@@ -238,12 +238,6 @@ def parse_layout(text: str) -> LayoutReference:
     return LayoutReference(path, tag, digest)
 
 
-def split_layout(text: str) -> tuple[str, str | None]:
-    """`oci:DIR[:TAG|@DIGEST]` as (DIR, TAG or DIGEST text or None): what to read in the layout."""
-    layout = parse_layout(text)
-    return layout.path, layout.reference
-
-
 def check_tag(tag: str) -> str:
     """Return `tag` if it is valid, else raise InvalidReference saying what a tag may be."""
     if not valid_tag(tag):

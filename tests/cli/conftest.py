@@ -8,12 +8,15 @@ Everything here builds on tests/conftest.py (registries, images, tmp_home, run_c
   probe          probe(registry) -> Probe: raw HTTP checks and the registry's access log
   index_layout   write an OCI layout holding an image index (optionally with an attestation)
   html_500       a loopback "registry" answering 500 + HTML to everything (counts requests)
+  serving        serving(handler): a loopback HTTP server for a test's own handler, e.g. a
+                 DeniedRegistry (every manifest 400 DENIED with the message it quotes)
   one_line_error assert a failure printed exactly one `manifesto: error:` line, no traceback
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -409,12 +412,51 @@ class Html500:
 @pytest.fixture
 def html_500() -> Iterator[Html500]:
     """A loopback server answering every request with 500 and an HTML page."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Html500)
+    with serving(_Html500) as server:
+        server.hits = 0  # type: ignore[attr-defined]
+        yield Html500(host_of(server), server)
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[ThreadingHTTPServer]:
+    """A loopback HTTP server answering with `handler`, in a thread, for as long as the block."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    server.hits = 0  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield Html500(f"127.0.0.1:{server.server_address[1]}", server)
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def host_of(server: ThreadingHTTPServer) -> str:
+    return f"127.0.0.1:{server.server_address[1]}"
+
+
+class DeniedRegistry(BaseHTTPRequestHandler):
+    """A registry whose every manifest request is a 400 DENIED with `message` (a subclass sets
+    it, and `tags` to list them at /tags/list): text a registry sends that manifesto quotes."""
+
+    message = ""
+    tags: list[str] | None = None
+
+    def do_GET(self) -> None:
+        if self.path == "/v2/":
+            body, status = b"{}", 200
+        elif self.tags is not None and "/tags/list" in self.path:
+            body, status = json.dumps({"name": "app", "tags": self.tags}).encode(), 200
+        else:
+            body, status = json.dumps({"errors": [{"code": "DENIED", "message": self.message}]}).encode(), 400
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+    def log_message(self, *args: object) -> None:
+        pass

@@ -12,9 +12,7 @@ from __future__ import annotations
 import io
 import json
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ import structlog
 
 from manifesto.cli import ci
 from manifesto.cli import logging as mlog
+from tests.cli.conftest import DeniedRegistry, host_of, serving
 from tests.jobs.conftest import write_matrix
 
 HOSTILE_TAGS = ["v1", "::set-output name=digest::sha256:evil", "##[add-mask]v1", "  ::error::indented", "ok\n::warning::x", "1.0"]
@@ -53,38 +52,17 @@ def ours(line: str) -> bool:
     return bool(re.match(r"::error( file=[^:]*)?::", line))
 
 
-class _Hostile(BaseHTTPRequestHandler):
+class _Hostile(DeniedRegistry):
     """A registry listing tags that are no tags, and answering manifests with a command in its error."""
 
-    def do_GET(self) -> None:
-        if self.path == "/v2/":
-            body, status = b"{}", 200
-        elif "/tags/list" in self.path:
-            body, status = json.dumps({"name": "app", "tags": HOSTILE_TAGS}).encode(), 200
-        else:
-            body, status = json.dumps({"errors": [{"code": "DENIED", "message": HOSTILE_MESSAGE}]}).encode(), 400
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_HEAD = do_GET
-
-    def log_message(self, *args: object) -> None:
-        pass
+    message = HOSTILE_MESSAGE
+    tags = HOSTILE_TAGS
 
 
 @pytest.fixture
 def hostile() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with serving(_Hostile) as server:
+        yield host_of(server)
 
 
 GITHUB = {"GITHUB_ACTIONS": "true"}

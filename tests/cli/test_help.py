@@ -96,7 +96,7 @@ def test_every_command_and_flag_is_in_every_shells_script() -> None:
                 assert wanted in text, (shell, path, flag)
     assert scripts["zsh"].startswith("#compdef manifesto\n") and "bashcompinit" in scripts["zsh"]
     for shell in ("bash", "zsh"):
-        assert subprocess.run(["bash", "-n"], input=scripts["bash"], text=True, timeout=30).returncode == 0
+        assert subprocess.run(["bash", "-n"], input=scripts[shell], text=True, timeout=30).returncode == 0, shell
     assert "__fish_use_subcommand" in scripts["fish"]
     assert len(parser.format_help()) > 0
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import re
 import subprocess
 import sys
 from collections.abc import Iterator

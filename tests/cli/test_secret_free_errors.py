@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ from manifesto.cli import logging as mlog
 from manifesto.errors import BuildError
 from manifesto.jobs import progress
 from manifesto.jobs.progress import Event
+from tests.cli.conftest import DeniedRegistry, host_of, serving
 
 # what each must not show, and (for the registry's answer) the words around them that must stay
 SECRETS = ("abc.def.ghi", "s3cret", "hunter2x", "tok-from-run-step")
@@ -62,37 +61,17 @@ def github_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-class _Echoing(BaseHTTPRequestHandler):
+class _Echoing(DeniedRegistry):
     """A registry that answers every manifest request 400 with an error body quoting secrets."""
 
-    def do_GET(self) -> None:
-        if self.path == "/v2/":
-            body, status = b"{}", 200
-        else:
-            body, status = json.dumps({"errors": [{"code": "DENIED", "message": ECHOED}]}).encode(), 400
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_HEAD = do_GET
-
-    def log_message(self, *args: object) -> None:
-        pass
+    message = ECHOED
 
 
 @pytest.fixture
 def echoing() -> Iterator[str]:
     """host:port of a loopback registry whose errors echo an Authorization header and credentials."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echoing)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with serving(_Echoing) as server:
+        yield host_of(server)
 
 
 def test_a_registry_error_echoing_secrets_shows_none_in_any_output(cli, echoing: str, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from manifesto.errors import InvalidReference
 from manifesto.oci.digest import Digest
-from manifesto.oci.reference import LayoutReference, Reference, parse_location, split_layout
+from manifesto.oci.reference import LayoutReference, Reference, parse_location
 
 D = "sha256:" + "ab" * 32
 
@@ -27,7 +27,7 @@ def test_layout_forms(text: str, path: str, tag: str | None, digest: str | None)
     loc = parse_location(text)
     assert loc == LayoutReference(path, tag, Digest.parse(digest) if digest else None)
     assert str(loc) == text
-    assert split_layout(text) == (path, digest or tag)
+    assert loc.reference == (digest or tag)  # what is read in the layout
 
 
 def test_a_layout_digest_must_be_a_digest() -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .content import OCI_EMPTY, OCI_INDEX, Content, Pushed, config
+from .content import OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, Content, Pushed, config
 
 SBOM = "application/spdx+json"
 SIG = "application/vnd.dev.cosign.artifact.sig.v1+json"
@@ -80,7 +80,7 @@ def _artifact(content: Content, kind: str, payload: bytes, subject: Pushed, anno
     """An OCI 1.1 artifact manifest about `subject`, pushed by digest: empty config, one layer."""
     doc = {
         "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "mediaType": OCI_MANIFEST,
         "artifactType": kind,
         "config": content.blob(b"{}", OCI_EMPTY),
         "layers": [content.blob(payload, kind)],

@@ -3,12 +3,15 @@ content management endpoints (distribution spec, "Listing Tags" and "Deleting Ma
 
 Why apart from the client: they are the registry verbs' alone (nothing that copies or pushes
 uses them), and they speak through the client's one request path, so credentials, retries and
-error messages are the same as everywhere else.
+error messages are the same as everywhere else. `pages` walks any paged answer (tag lists
+here, the referrers API in referrers.py) by its `Link: <...>; rel="next"` headers.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -31,27 +34,40 @@ async def list_tags(client: RegistryClient, repo: str, *, page_size: int | None 
     """
     name = f"{client.registry}/{repo}"
     what = f"tags of {name}"
-    url: str = f"/v2/{quote(repo, safe='/')}/tags/list"
-    params = {"n": str(page_size)} if page_size else None
     tags: list[str] = []
-    seen: set[str] = set()
-    for _ in range(MAX_PAGES):
-        resp = await client.request(
-            "GET",
-            url,
-            params=params,
-            scopes=frozenset({repository_scope(repo, "pull")}),
-            what=what,
-            max_body=MAX_PAGE_BYTES,
-            doing=f"listing the tags of {name}",
-        )
+    async for resp in pages(
+        client,
+        f"/v2/{quote(repo, safe='/')}/tags/list",
+        {"n": str(page_size)} if page_size else None,
+        max_pages=MAX_PAGES,
+        scopes=frozenset({repository_scope(repo, "pull")}),
+        what=what,
+        max_body=MAX_PAGE_BYTES,
+        doing=f"listing the tags of {name}",
+    ):
         tags += _page_tags(resp.content, what)
+    return tags
+
+
+async def pages(
+    client: RegistryClient, url: str, params: dict[str, str] | None, *, max_pages: int, what: str, **request: Any
+) -> AsyncIterator[httpx.Response]:
+    """Every page of a paged GET (tag lists, referrers), following `Link: <...>; rel="next"`.
+
+    The first request carries `params`; a next link carries its query itself. A link to a page
+    already read ends the walk rather than looping; more than `max_pages` is a ContentError.
+    `request` goes to RegistryClient.request as it is.
+    """
+    seen: set[str] = set()
+    for _ in range(max_pages):
+        resp = await client.request("GET", url, params=params, what=what, **request)
+        yield resp
         seen.add(str(resp.request.url))
         following = _next_link(resp)
         if following is None or following in seen:
-            return tags
-        url, params = following, None  # the link carries `n` and `last` itself
-    raise ContentError(f"{what}: more than {MAX_PAGES} pages; stopped")
+            return
+        url, params = following, None
+    raise ContentError(f"{what}: more than {max_pages} pages; stopped")
 
 
 def _page_tags(body: bytes, what: str) -> list[str]:

@@ -99,12 +99,15 @@ class CredentialStore:
         home = self._environ.get("HOME")
         return Path(home) if home else Path.home()
 
+    def _config_home(self) -> Path:
+        """$XDG_CONFIG_HOME when it is absolute (the XDG spec ignores a relative one), else ~/.config."""
+        xdg = self._environ.get("XDG_CONFIG_HOME")
+        return Path(xdg) if xdg and os.path.isabs(xdg) else self._home() / ".config"
+
     @property
     def credentials_file(self) -> Path:
         """The fallback login file: $XDG_CONFIG_HOME/manifesto/credentials.json."""
-        xdg = self._environ.get("XDG_CONFIG_HOME")
-        base = Path(xdg) if xdg and os.path.isabs(xdg) else self._home() / ".config"
-        return base / "manifesto" / "credentials.json"
+        return self._config_home() / "manifesto" / "credentials.json"
 
     @property
     def docker_config_file(self) -> Path:
@@ -227,12 +230,7 @@ class CredentialStore:
             reason=f"{KEYRING_ENV}=file" if forced else "no usable keyring backend",
         )
 
-    # -- docker's config -----------------------------------------------------------------
-
-    def from_docker_config(self, host: str) -> Credential | None:
-        """The credential docker would use for host: credential helper, else inline auths."""
-        host = normalize_host(host)
-        return self._docker_config().credential(host)
+    # -- other tools' stores (docker, podman, CI) ----------------------------------------
 
     def _docker_config(self, path: Path | str | None = None, **kw: Any) -> DockerConfig:
         return DockerConfig(
@@ -249,10 +247,8 @@ class CredentialStore:
         """podman/skopeo's auth.json: $XDG_RUNTIME_DIR's (where `podman login` writes), then
         $XDG_CONFIG_HOME's (~/.config/containers/auth.json), as containers-auth.json(5) reads them."""
         runtime = self._environ.get("XDG_RUNTIME_DIR")
-        xdg = self._environ.get("XDG_CONFIG_HOME")
-        config = Path(xdg) if xdg and os.path.isabs(xdg) else self._home() / ".config"
         files = [Path(runtime) / "containers" / "auth.json"] if runtime and os.path.isabs(runtime) else []
-        return [*files, config / "containers" / "auth.json"]
+        return [*files, self._config_home() / "containers" / "auth.json"]
 
     def sources(self) -> list[tuple[str, DockerConfig]]:
         """Other tools' credential stores, in the order asked (after `manifesto login`).

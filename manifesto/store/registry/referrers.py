@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from manifesto.errors import ContentError, NotFound
+from manifesto.errors import NotFound
 from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import MAX_MANIFEST_BYTES, ImageIndex
 from manifesto.store.registry.auth import repository_scope
-from manifesto.store.registry.catalog import _next_link  # the one reading of a `rel="next"` link
+from manifesto.store.registry.catalog import pages  # the one walk of `rel="next"` links
 from manifesto.store.registry.client import RegistryClient
 
 MAX_PAGES = 1000  # a registry whose `next` links never end must not keep us forever
@@ -35,34 +35,27 @@ async def list_referrers(
     """
     name = f"{client.registry}/{repo}@{digest}"
     what = f"referrers of {name}"
-    url = f"/v2/{quote(repo, safe='/')}/referrers/{digest}"
-    params = {"artifactType": artifact_type} if artifact_type else None
     found: list[Descriptor] = []
-    seen: set[str] = set()
-    for page in range(MAX_PAGES):
-        try:
-            resp = await client.request(
-                "GET",
-                url,
-                params=params,
-                scopes=frozenset({repository_scope(repo, "pull")}),
-                headers={"Accept": mediatype.OCI_INDEX},
-                what=what,
-                max_body=MAX_MANIFEST_BYTES,
-                doing=f"listing the referrers of {name}",
-            )
-        except NotFound:
-            if page == 0:
-                return None
-            raise
-        index = ImageIndex.parse(resp.content, mediatype.OCI_INDEX, what)
-        entries = index.manifests
-        if artifact_type and "artifacttype" not in resp.headers.get(FILTERS_APPLIED, "").lower():
-            entries = tuple(d for d in entries if d.artifact_type == artifact_type)
-        found += entries
-        seen.add(str(resp.request.url))
-        following = _next_link(resp)
-        if following is None or following in seen:
-            return tuple(found)
-        url, params = following, None  # the link carries the query itself
-    raise ContentError(f"{what}: more than {MAX_PAGES} pages; stopped")
+    read_one = False
+    try:
+        async for resp in pages(
+            client,
+            f"/v2/{quote(repo, safe='/')}/referrers/{digest}",
+            {"artifactType": artifact_type} if artifact_type else None,
+            max_pages=MAX_PAGES,
+            scopes=frozenset({repository_scope(repo, "pull")}),
+            headers={"Accept": mediatype.OCI_INDEX},
+            what=what,
+            max_body=MAX_MANIFEST_BYTES,
+            doing=f"listing the referrers of {name}",
+        ):
+            read_one = True
+            entries = ImageIndex.parse(resp.content, mediatype.OCI_INDEX, what).manifests
+            if artifact_type and "artifacttype" not in resp.headers.get(FILTERS_APPLIED, "").lower():
+                entries = tuple(d for d in entries if d.artifact_type == artifact_type)
+            found += entries
+    except NotFound:
+        if not read_one:  # the first page: no API
+            return None
+        raise
+    return tuple(found)
