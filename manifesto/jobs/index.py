@@ -220,7 +220,7 @@ def index_add(
         async with Registries(insecure=insecure) as registries:
             entries = await read_added(registries, [parse_location(s) for s in sources], wanted, attestations, on_notice)
             return await edit_list(
-                registries, ref, Change(added=tuple(entries)), media_type=mediatype.FORMATS[format] if format else None
+                registries, ref, Change(added=tuple(entries)), media_type=mediatype.index_type(format) if format else None
             )
 
     return asyncio.run(run())

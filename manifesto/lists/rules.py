@@ -52,7 +52,7 @@ class Problem:
 def choose_media_type(entries: Sequence[Entry], requested: str | None) -> str:
     """`oci`/`docker` as asked; by default a Docker list when every child is Docker schema 2."""
     if requested:
-        return mediatype.FORMATS[requested]
+        return mediatype.index_type(requested)
     if entries and all(e.media_type == mediatype.DOCKER_MANIFEST for e in entries):
         return mediatype.DOCKER_LIST
     return mediatype.OCI_INDEX

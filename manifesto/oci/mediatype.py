@@ -6,6 +6,8 @@ manifest's type by Content-Type, so every GET/HEAD must Accept all four manifest
 
 from __future__ import annotations
 
+from manifesto.errors import UsageError
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -37,6 +39,14 @@ ACCEPT_MANIFESTS = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIF
 CONFIG_TYPES = frozenset({OCI_CONFIG, DOCKER_CONFIG})
 
 FORMATS = {"oci": OCI_INDEX, "docker": DOCKER_LIST}
+
+
+def index_type(fmt: str) -> str:
+    """The list media type a `--format` / `format:` name asks for; any other name is a UsageError."""
+    try:
+        return FORMATS[fmt]
+    except KeyError:
+        raise UsageError(f"format {fmt!r}: use one of {', '.join(FORMATS)}") from None
 
 
 def is_index(media_type: str) -> bool:

@@ -302,3 +302,13 @@ def test_duplicates_is_the_one_duplicate_rule() -> None:
     assert duplicates([None, Platform.parse("linux/amd64"), None]) == []
     win = Platform.parse("windows/amd64")
     assert duplicates([win.with_(os_version="10.0.1"), win.with_(os_version="10.0.2")]) == []
+
+
+def test_an_unknown_list_format_is_a_usage_error_not_a_key_error() -> None:
+    """Library callers (index_add, create) get the CLI's one-line error, not a KeyError."""
+    from manifesto.errors import UsageError
+    from manifesto.lists.rules import choose_media_type
+
+    with pytest.raises(UsageError, match="format 'weird': use one of oci, docker"):
+        choose_media_type([], "weird")
+    assert choose_media_type([], "docker") == "application/vnd.docker.distribution.manifest.list.v2+json"
