@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either."""
+"""File writes: atomic (a reader sees the old file or the new one, never half of either), and
+the one wording of a failed write for users."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import contextlib
 import os
 import uuid
 from pathlib import Path
+
+from manifesto.errors import ManifestoError
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -21,3 +24,15 @@ def write_atomic(path: Path, data: bytes) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def write_file(path: Path, data: bytes, *, append: bool = False) -> None:
+    """Write `data` atomically (or append it); a failure is one line: `cannot write PATH: why`."""
+    try:
+        if append:
+            with open(path, "ab") as f:
+                f.write(data)
+        else:
+            write_atomic(path, data)
+    except OSError as e:
+        raise ManifestoError(f"cannot write {path}: {e.strerror or e}") from None

@@ -117,13 +117,9 @@ def output_lines(name: str, value: str) -> str:
 
 def _append(path: str, text: str) -> None:
     """Append to a file GitHub gave us (never truncate: earlier steps' lines are in it)."""
-    from manifesto.errors import ManifestoError
+    from manifesto.fileio import write_file
 
-    try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as e:
-        raise ManifestoError(f"cannot write {path}: {e.strerror or e}") from None
+    write_file(Path(path), text.encode(), append=True)
 
 
 def _cell(text: object) -> str:
@@ -183,13 +179,9 @@ def dotenv(facts: Facts) -> str:
 
 
 def write_dotenv(path: Path, facts: Facts) -> None:
-    from manifesto.fileio import write_atomic
-    from manifesto.errors import ManifestoError
+    from manifesto.fileio import write_file
 
-    try:
-        write_atomic(path, dotenv(facts).encode())
-    except OSError as e:
-        raise ManifestoError(f"cannot write {path}: {e.strerror or e}") from None
+    write_file(path, dotenv(facts).encode())
 
 
 # ---- build logs in groups ---------------------------------------------------------------------

@@ -34,7 +34,7 @@ from typing import Any
 from manifesto import tasks
 from manifesto.builders.base import BuiltImage
 from manifesto.errors import ManifestoError, UsageError, VerificationError
-from manifesto.fileio import write_atomic
+from manifesto.fileio import write_file
 from manifesto.jobs import progress
 from manifesto.jobs.builds import Options, build_all, work_dir
 from manifesto.jobs.relay import LoopThread
@@ -439,10 +439,7 @@ def _verified(options: Options, children: Sequence[Entry]) -> None:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write a report or digest file atomically; a failure is a one-line ManifestoError."""
-    try:
-        write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
-    except OSError as e:
-        raise ManifestoError(f"cannot write {path}: {e.strerror or e}") from None
+    write_file(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 __all__ = ["Options", "Result", "build_all", "plan", "publish", "write_json"]
