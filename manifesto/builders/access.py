@@ -82,7 +82,7 @@ def registry_access(
     """
     environ = os.environ if environ is None else environ
     resolve = resolve or default_resolve
-    hosts = pulled_registries(request, builtins)
+    hosts = pulled_registries(request, builtins, short_names(environ))
     insecure = plain_http_hosts(request, hosts)
     credentials = {h: c for h in hosts if (c := resolve(h)) is not None}
     directory = Path(tempfile.mkdtemp(prefix="manifesto-build-", dir=_private_parent(environ)))
@@ -100,14 +100,20 @@ def registry_access(
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def pulled_registries(request: BuildRequest, builtins: Mapping[str, str]) -> tuple[str, ...]:
+def pulled_registries(
+    request: BuildRequest, builtins: Mapping[str, str], names: ShortNames | None = None
+) -> tuple[str, ...]:
     """The registries `request` talks to: those its Dockerfile pulls images from (see
-    base_registries) and those of its registry cache (`cache_from`, `cache_to`)."""
+    base_registries; a short name's docker.io and, with `names`, its alias) and those of its
+    registry cache (`cache_from`, `cache_to`)."""
     try:
         text = request.dockerfile.read_text(errors="replace")
     except OSError:
         text = None  # the build itself reports a missing Dockerfile
-    hosts = set(base_registries(text, request.args, builtins, str(request.dockerfile)) if text is not None else ())
+    hosts: set[str] = set()
+    for resolver in (None, names) if names is not None else (None,):
+        if text is not None:
+            hosts.update(base_registries(text, request.args, builtins, str(request.dockerfile), resolver))
     for repo in (request.cache_from, request.cache_to):
         if repo:
             try:
@@ -129,14 +135,23 @@ _MOUNT_FROM = re.compile(r"(?:^|,)from=([^,\s]+)")
 
 
 def base_registries(
-    text: str, args: Mapping[str, str], builtins: Mapping[str, str], name: str = "Dockerfile"
+    text: str,
+    args: Mapping[str, str],
+    builtins: Mapping[str, str],
+    name: str = "Dockerfile",
+    short_names: ShortNames | None = None,
 ) -> tuple[str, ...]:
     """The registries (sorted, distinct) of the images a Dockerfile pulls (pulled_images)."""
-    return tuple(sorted({ref.registry for ref in pulled_images(text, args, builtins, name)}))
+    return tuple(sorted({ref.registry for ref in pulled_images(text, args, builtins, name, short_names)}))
 
 
 def pulled_images(
-    text: str, args: Mapping[str, str], builtins: Mapping[str, str], name: str = "Dockerfile"
+    text: str,
+    args: Mapping[str, str],
+    builtins: Mapping[str, str],
+    name: str = "Dockerfile",
+    short_names: ShortNames | None = None,
+    unresolved: list[str] | None = None,
 ) -> tuple[Reference, ...]:
     """The references (distinct, in order) of the images a Dockerfile pulls.
 
@@ -145,6 +160,11 @@ def pulled_images(
     `scratch` name no image; a name invalid after expansion (an ARG left unset) is skipped for the
     build to report. A Dockerfile the parser rejects (no instructions, an unterminated heredoc) is
     a BuildError naming `name` before anything runs: buildah fails only at that step, unclearly.
+
+    With `short_names`, a name without a registry (`centos:7`) is the image buildah pulls for it
+    (its alias, or docker.io when that is the only search registry); one that may be pulled from
+    elsewhere is skipped. Each name skipped (invalid, or a short name of no one place) is added
+    to `unresolved`: the build key cannot say what such an image is.
     """
     import dockerfile  # loaded only when building: it starts a Go runtime
 
@@ -183,14 +203,77 @@ def pulled_images(
                     images += _MOUNT_FROM.findall(flag[len("--mount=") :])
     refs: dict[str, Reference] = {}
     for image in images:
-        if image.lower() in stages or image.isdigit() or image.lower() == "scratch":
+        word = expand(image, {**builtins, **meta})
+        if any(w.lower() in stages or w.isdigit() or w.lower() == "scratch" for w in (image, word)):
             continue
+        if short_names is not None and is_short_name(word):
+            word = short_names.resolve(word) or ""
         try:
-            ref = Reference.parse(expand(image, {**builtins, **meta}))
+            ref = Reference.parse(word)
         except InvalidReference:
+            if unresolved is not None:
+                unresolved.append(image)
             continue
         refs.setdefault(str(ref), ref)
     return tuple(refs.values())
+
+
+def is_short_name(name: str) -> bool:
+    """Whether an image name has no registry part (`busybox`, `library/busybox:1`)."""
+    first, slash, _ = name.partition("/")
+    return not slash or not ("." in first or ":" in first or first == "localhost")
+
+
+@dataclass(frozen=True)
+class ShortNames:
+    """How buildah turns a short name into an image, as far as it is certain.
+
+    containers-registries.conf(5): an alias (registries.conf, its drop-in directories, the
+    short-name alias cache) names the image; otherwise each unqualified-search registry is tried
+    in turn. Only an alias that every file agrees on, or docker.io as the one search registry
+    every file names, is certain; the precedence between files is left alone.
+    """
+
+    aliases: Mapping[str, frozenset[str]]
+    search: frozenset[tuple[str, ...]]
+
+    def resolve(self, name: str) -> str | None:
+        """The full name buildah pulls for the short `name`; None when that is not certain."""
+        repo, at, digest = name.partition("@")
+        path, colon, tag = repo.rpartition(":") if ":" in repo else (repo, "", "")
+        suffix = (colon + tag) + (at + digest)
+        targets = self.aliases.get(path, frozenset())
+        if len(targets) == 1:
+            return next(iter(targets)) + suffix
+        if targets or self.search != {("docker.io",)}:
+            return None
+        return "docker.io/" + name
+
+
+def short_names(environ: Mapping[str, str] | None = None) -> ShortNames:
+    """What the registries.conf files buildah reads say about short names (ShortNames)."""
+    environ = os.environ if environ is None else environ
+    home = environ.get("HOME")
+    files = [_base_registries_conf(environ)]
+    dirs = [SYSTEM_REGISTRIES_CONF.parent / "registries.conf.d"]
+    if home:
+        dirs.append(Path(home) / ".config" / "containers" / "registries.conf.d")
+        files.append(Path(home) / ".cache" / "containers" / "short-name-aliases.conf")
+    files.append(Path("/var/cache/containers/short-name-aliases.conf"))
+    for directory in dirs:
+        files += sorted(directory.glob("*.conf")) if directory.is_dir() else []
+    aliases: dict[str, set[str]] = {}
+    search: set[tuple[str, ...]] = set()
+    for path in files:
+        doc = _toml(path)
+        for short, target in _dict(doc.get("aliases")).items():
+            aliases.setdefault(str(short), set()).add(str(target))
+        found = doc.get("unqualified-search-registries")
+        if found is None:
+            found = _dict(_dict(doc.get("registries")).get("search")).get("registries")  # v1
+        if isinstance(found, list):
+            search.add(tuple(str(r) for r in found))
+    return ShortNames({k: frozenset(v) for k, v in aliases.items()}, frozenset(search))
 
 
 def expand(word: str, scope: Mapping[str, str]) -> str:

@@ -52,7 +52,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from manifesto.builders import buildkey
-from manifesto.builders.access import Access, Resolve, default_resolve, pulled_images, registry_access
+from manifesto.builders.access import Access, Resolve, default_resolve, pulled_images, registry_access, short_names
 from manifesto.builders.base import (
     MEDIA_FORMATS,
     BuildRequest,
@@ -290,7 +290,7 @@ class BuildahBuilder:
                 else:
                     buildkey.forget(store)
                     self._build_export(request, store, lines, label, access)
-                    if key is not None:
+                    if key is not None and self._key_kept(request, key):
                         buildkey.save(store, key)
                     self._copy_out(request, store)
         except BaseException:
@@ -315,23 +315,48 @@ class BuildahBuilder:
             text = request.dockerfile.read_bytes()
         except OSError:
             return None
-        refs = pulled_images(
-            text.decode(errors="replace"), request.args, own_args(request.platform), str(request.dockerfile)
-        )
+        platform = str(request.platform)
+        source = text.decode(errors="replace")
+        if steps := buildkey.unkeyable(source):
+            log.info("build_key_unavailable", platform=platform, reason="remote or unknown inputs", steps=steps)
+            return None
+        unresolved: list[str] = []
+        try:
+            names = short_names()
+            settings = buildkey.builder_settings()
+        except (OSError, ManifestoError) as e:  # an unreadable registries.conf: the build says what
+            log.info("build_key_unavailable", platform=platform, reason=str(e))
+            return None
+        builtins = own_args(request.platform)
+        refs = pulled_images(source, request.args, builtins, str(request.dockerfile), names, unresolved)
+        if unresolved:
+            log.info("build_key_unavailable", platform=platform, reason="images of no one name", images=unresolved)
+            return None
         bases = self.pulled.digests(refs, request.insecure)
         if bases is None:
             return None
         try:
             context = buildkey.context_digest(request.context, request.dockerfile, self.file_digests)
         except (OSError, ManifestoError) as e:  # unreadable: the build itself says what
-            log.info("build_key_unavailable", platform=str(request.platform), reason=str(e))
+            log.info("build_key_unavailable", platform=platform, reason=str(e))
             return None
         argv = self.build_args(replace(request, no_cache=False), f"{LAYOUT_PREFIX}-", None)
         return buildkey.build_key({
             "builder": self.name, "tool": tool, "driver": self.storage_driver, "isolation": self.isolation,
-            "argv": argv, "insecure": request.insecure, "bases": bases,
-            "dockerfile": hashlib.sha256(text).hexdigest(), "context": context,
+            "argv": argv, "insecure": request.insecure, "bases": bases, "settings": settings,
+            "manifesto": buildkey.own_version(), "dockerfile": hashlib.sha256(text).hexdigest(), "context": context,
         })  # fmt: skip
+
+    def _key_kept(self, request: BuildRequest, key: str) -> bool:
+        """Whether `request`'s inputs still have `key` after its build: one that changed while
+        buildah read it (a context file being edited) may be in the image in either form."""
+        try:
+            kept = self.build_key(request) == key
+        except ManifestoError:  # a Dockerfile edited into one the parser refuses
+            kept = False
+        if not kept:
+            log.info("build_key_changed", builder=self.name, platform=str(request.platform))
+        return kept
 
     def _reuse(self, request: BuildRequest, store: Path) -> bool:
         """Put the store's last image into the requested layout; False (and a log line) when

@@ -11,10 +11,18 @@ beside its store's last image (`save`, under the store's lock) reuses that image
   size and modification time (an upgrade changes them);
 - the Dockerfile's bytes and the build context as the build sees it (`context_digest`);
 - the digest each image the Dockerfile pulls resolves to now: buildah pulls a newer base by
-  default ("ifnewer"), so a base tag that moved changes the output.
+  default ("ifnewer"), so a base tag that moved changes the output; a short name is the image
+  registries.conf makes of it (access.ShortNames);
+- the settings buildah reads besides its command line (BUILDAH_*, CONTAINERS_* and STORAGE_*
+  variables, containers.conf files) and manifesto's own version (it post-processes the export).
 
-Anything that cannot be had (a pulled image that cannot be resolved, a builder not found)
-means no key, and the build runs. `--no-cache` never reuses, but saves the key of its build.
+Anything that cannot be had (a pulled image that cannot be resolved, a short name registries.conf
+may send elsewhere, a builder not found) means no key, and the build runs. So does an input the
+key cannot hold (`unkeyable`): an ADD of a URL or git repository, or an ADD source named by a
+variable (fetched again by every build, which compares what it gets), and a RUN --mount of a type
+buildah 1.28 does not know. The key is computed again once the build has run and saved only when
+it is the same: a context file changed while buildah read it leaves no key naming its old bytes.
+`--no-cache` never reuses, but saves the key of its build.
 The last image itself is an OCI layout in the store (EXPORT_DIR), copied out by
 copy_layout_image.
 """
@@ -25,6 +33,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import threading
@@ -33,8 +42,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from manifesto.builders.native.context import IGNORE_FILES, Context
-from manifesto.errors import ContentError, ManifestoError
+from manifesto.builders.native.context import IGNORE_FILES, Context, Ignore
+from manifesto.errors import ContentError, ManifestoError, UsageError
 from manifesto.log import get_logger
 from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
@@ -57,6 +66,76 @@ def build_key(parts: Mapping[str, object]) -> str:
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
+_REMOTE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|git@)|\$")
+KNOWN_MOUNTS = frozenset({"bind", "cache", "tmpfs", "secret", "ssh"})
+SETTINGS_PREFIXES = ("BUILDAH_", "CONTAINERS_", "STORAGE_", "SOURCE_DATE_EPOCH")
+RACY_NS = 2_000_000_000  # a file changed this recently may change again within one timestamp tick
+
+
+def unkeyable(text: str) -> list[str]:
+    """The steps of a Dockerfile whose input no key can hold (`line N: text`), in order.
+
+    An ADD of a URL or git repository reads what the remote serves at build time (buildah
+    fetches it on every build and compares it with the cached step), and an ADD source with a
+    variable in it may expand to one. A RUN --mount of a type buildah 1.28 does not know may
+    read anything. A Dockerfile the parser rejects has none: pulled_images refuses it first.
+    """
+    import dockerfile  # loaded only when building: it starts a Go runtime
+
+    try:
+        commands = dockerfile.parse_string(text)
+    except dockerfile.GoParseError:
+        return []
+    found = []
+    for command in commands:
+        keyword = command.cmd.upper()
+        if keyword == "ADD" and any(_REMOTE.search(source) for source in command.value[:-1]):
+            found.append(f"line {command.start_line}: {command.original}")
+        elif keyword == "RUN":
+            for flag in command.flags:
+                if not flag.lower().startswith("--mount="):
+                    continue
+                fields = dict(f.partition("=")[::2] for f in flag[len("--mount=") :].split(","))
+                if fields.get("type", "bind").lower() not in KNOWN_MOUNTS:
+                    found.append(f"line {command.start_line}: {command.original}")
+                    break
+    return found
+
+
+def builder_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What buildah reads besides its command line that can change an image: its environment
+    variables (BUILDAH_FORMAT, BUILDAH_LAYERS, CONTAINERS_CONF, STORAGE_OPTS...) and the
+    content digest of each containers.conf file (default environment, annotations...)."""
+    environ = os.environ if environ is None else environ
+    out = {f"env:{k}": v for k, v in sorted(environ.items()) if k.startswith(SETTINGS_PREFIXES)}
+    files = [Path("/usr/share/containers/containers.conf"), Path("/etc/containers/containers.conf")]
+    dirs = [Path("/usr/share/containers/containers.conf.d"), Path("/etc/containers/containers.conf.d")]
+    if environ.get("HOME"):
+        user = Path(environ["HOME"]) / ".config" / "containers"
+        files.append(user / "containers.conf")
+        dirs.append(user / "containers.conf.d")
+    if environ.get("CONTAINERS_CONF"):
+        files.append(Path(environ["CONTAINERS_CONF"]))
+    for directory in dirs:
+        files += sorted(directory.glob("*.conf")) if directory.is_dir() else []
+    for path in files:
+        try:
+            out[f"file:{path}"] = _file_digest(path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return out
+
+
+def own_version() -> str:
+    """manifesto's installed version (its post-processing of an export may change with it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("manifesto-oci")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def tool_identity(executable: str) -> str | None:
     """`path size mtime_ns` of the executable `executable` names, None when it is not found."""
     found = shutil.which(executable)
@@ -71,28 +150,43 @@ def tool_identity(executable: str) -> str | None:
 
 
 def context_digest(context: Path, dockerfile: Path, memo: dict[tuple[int, ...], str] | None = None) -> str:
-    """sha256 over the build context the builder sees: every path the ignore file leaves
-    (native/context.py's rules, the ignore file itself always included), with its type,
-    permission bits, owner and content (a symlink: its target), in byte order of the paths.
+    """sha256 over the build context the builder sees: every path an ignore file leaves
+    (native/context.py's rules, the ignore files themselves always included), with its type,
+    permission bits, owner, extended attributes and content (a symlink: its target; a file
+    with several links: the first path of the context it shares them with, as a layer's tar
+    records a hard link), in byte order of the paths.
+
+    buildah 1.28 takes the first of `<Dockerfile>.containerignore`, `<Dockerfile>.dockerignore`,
+    `.containerignore` and `.dockerignore` (checked), BuildKit only the `.dockerignore` ones: a
+    path is left out only when every ignore file there leaves it out, so whichever one a builder
+    picks, each path it sees is in the key.
 
     Modification times are left out: buildah's layer cache ignores them too (a touched file
     reuses the cached step, so the image is the same). `memo` keeps each file's content digest
     by its identity and times (device, inode, size, mtime, ctime) for the length of a run: the
-    platforms of a publish share one context, which is then read once.
+    platforms of a publish share one context, which is then read once. A file changed in the
+    last RACY_NS is read each time: a rewrite within the same coarse kernel timestamp tick keeps
+    its times (the "racily clean" case git guards against too).
     """
-    ctx = Context.load(context, dockerfile)
+    ctx = Context.load(context)
+    names = (f"{dockerfile}.containerignore", f"{dockerfile}.dockerignore", *(str(ctx.root / n) for n in IGNORE_FILES))
     h = hashlib.sha256()
-    for name in (f"{dockerfile}.dockerignore", *(str(ctx.root / n) for n in IGNORE_FILES)):
+    for name in names:
         _add_file(h, f"ignore:{name}", Path(name))
+    views = [Context(ctx.root, ignore) for ignore in _ignores(names)] or [ctx]
+    links: dict[tuple[int, int], str] = {}
 
     def walk(rel: str) -> None:
         for name in ctx.listdir(rel):
             sub = f"{rel}/{name}" if rel else name
             st = ctx.lstat(sub)
-            if st is None or not ctx.present(sub, st):
+            if st is None or not any(view.present(sub, st) for view in views):
                 continue
             kind, mode = stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode)
             h.update(f"\0{sub}\0{kind}:{mode:o}:{st.st_uid}:{st.st_gid}\0".encode())
+            h.update(_xattrs(ctx.path(sub)))
+            if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+                h.update(f"link:{links.setdefault((st.st_dev, st.st_ino), sub)}\0".encode())
             if stat.S_ISDIR(st.st_mode):
                 walk(sub)
             elif stat.S_ISLNK(st.st_mode):
@@ -102,12 +196,37 @@ def context_digest(context: Path, dockerfile: Path, memo: dict[tuple[int, ...], 
                 known = memo.get(ident) if memo is not None else None
                 if known is None:
                     known = _file_digest(ctx.path(sub))
-                    if memo is not None:
+                    if memo is not None and time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_NS:
                         memo[ident] = known
                 h.update(f"\0{sub}\0{known}\0".encode())
 
     walk("")
     return h.hexdigest()
+
+
+def _ignores(names: Iterable[str]) -> list[Ignore]:
+    """The rules of each ignore file of `names` that exists."""
+    found = []
+    for name in names:
+        try:
+            text = Path(name).read_text(encoding="utf-8")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            continue
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"cannot read {name}: {e}") from None
+        found.append(Ignore.parse(text, Path(name).name))
+    return found
+
+
+def _xattrs(path: Path) -> bytes:
+    """A path's extended attributes (names and values, sorted) as bytes; none where the
+    filesystem has none."""
+    try:
+        names = sorted(os.listxattr(path, follow_symlinks=False))
+        pairs = [(n, os.getxattr(path, n, follow_symlinks=False)) for n in names]
+    except OSError:
+        return b""
+    return b"".join(b"x\0" + n.encode() + b"\0" + hashlib.sha256(v).digest() for n, v in pairs)
 
 
 def _add_file(h: Any, label: str, path: Path) -> None:

@@ -66,8 +66,10 @@ def sha256(data: bytes) -> str:
 def cli(run_cli: Callable[..., CliResult]) -> Callable[..., CliResult]:
     """``rc, out, err = cli("push", ref, input=None, env=None)`` with the file login store."""
 
-    def run(*args: Any, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
-        return run_cli(*args, input=input, env={"MANIFESTO_KEYRING": "file", **(env or {})}, timeout=timeout)
+    def run(
+        *args: Any, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 120, cwd: Any = None
+    ) -> CliResult:
+        return run_cli(*args, input=input, env={"MANIFESTO_KEYRING": "file", **(env or {})}, timeout=timeout, cwd=cwd)
 
     return run
 

@@ -21,8 +21,8 @@ def test_a_bad_new_tag_says_what_a_tag_may_be(cli) -> None:
 
 
 @pytest.mark.parametrize("verb", [["create", "--push", UNREACHABLE], ["create", UNREACHABLE]])
-def test_a_layout_source_is_a_layout_not_a_docker_hub_image(cli, verb) -> None:
+def test_a_layout_source_is_a_layout_not_a_docker_hub_image(cli, verb, tmp_path) -> None:
     # `oci:out` also parses as Docker Hub's image `oci`, tag `out`: no guess, no network
-    result = cli(*verb, "oci:out")
+    result = cli(*verb, "oci:out", cwd=tmp_path)
     assert result.returncode == 4
     assert "no OCI image layout at" in one_error_line(result)
