@@ -437,15 +437,15 @@ def doctor(args: argparse.Namespace) -> int:
 
     builders: tuple[str, ...] = (args.builder,) if args.builder and args.builder != "auto" else ("buildah",)
     platforms: list[Platform] = _platforms(args.platform or [])
-    ref = _target(args.image).reference if args.image else None
+    refs = [r] if args.image and (r := _target(args.image).reference) is not None else []
     plan = None
     if Path(args.file).exists() or args.file != "platforms.yaml":
         plan = _load(args)
         chosen = tuple(dict.fromkeys(c.builder for c in choose_builders(plan)))
         builders = chosen or builders  # what the run will use (auto: per Dockerfile)
         platforms = platforms or [s.platform for s in plan.build_steps]
-        ref = plan.target.reference
-    registry_check = (lambda: _registry_problems(ref, args.insecure)) if ref is not None else None
+        refs = [t.reference for t in plan.targets if t.reference is not None]  # every registry target
+    registry_check = (lambda: [p for r in refs for p in _registry_problems(r, args.insecure)]) if refs else None
 
     problems = run_checks(
         builders, platforms, registry_check, fix=args.fix, on_line=lambda line: print(line, file=sys.stderr),
@@ -454,7 +454,7 @@ def doctor(args: argparse.Namespace) -> int:
     builder = ", ".join(builders)
     names = ", ".join(str(p) for p in platforms) or "no platforms"
     if not problems:
-        where = f" and push to {ref.name}" if ref is not None else ""
+        where = f" and push to {', '.join(r.name for r in refs)}" if refs else ""
         print(f"ok: {builder or 'buildah'} can build {names} here{where}")
         return 0
     for p in problems:

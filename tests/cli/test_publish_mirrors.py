@@ -110,3 +110,16 @@ def test_a_failing_mirror_fails_the_run_and_moves_no_tag_anywhere(
         {"target": registry.ref(unique_repo)},
         {"target": proxy.ref(unique_repo)},
     ]
+
+
+def test_doctor_asks_every_target_for_push_access(
+    tmp_path: Path, registry: Registry, registry_factory, example: Path, unique_repo: str
+) -> None:
+    guarded = registry_factory("htpasswd")
+    first, mirror = registry.ref(unique_repo), guarded.ref(unique_repo + "-mirror")
+    _targets(example, first, mirror)
+    state = State.make(tmp_path / "state")
+    rc, out, err = state.run("doctor", "-f", example, "--platform", "linux/amd64")
+    assert rc == 1, out + err
+    assert f"registry {guarded.host}: cannot push to {mirror}" in out and f"manifesto login {guarded.host}" in out
+    assert f"cannot push to {first}" not in out
