@@ -9,8 +9,11 @@ call: on the first failure (or our own cancellation) every sibling is cancelled 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import Any
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 async def gather(*aws: Awaitable[Any], in_order: bool = False) -> list[Any]:
@@ -57,3 +60,29 @@ async def _stop(tasks: list[asyncio.Future[Any]]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def off_loop(call: Callable[[], T]) -> T:
+    """`call()` here, or in a thread of its own when this thread already runs an event loop.
+
+    For sync wrappers whose `call` runs asyncio.run (which refuses to start inside a running
+    loop): a library caller inside async code still gets the result, or the exception, here.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return call()
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            out["value"] = call()
+        except BaseException as e:  # handed to the caller's thread
+            out["error"] = e
+
+    thread = threading.Thread(target=target, name="off-loop", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]

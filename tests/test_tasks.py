@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from manifesto import tasks
 from manifesto.tasks import gather
 
 
@@ -90,3 +91,22 @@ def test_in_order_raises_the_first_failure_in_argument_order() -> None:
 
     asyncio.run(main())
     assert asyncio.run(gather(asyncio.sleep(0, 1), asyncio.sleep(0, 2), in_order=True)) == [1, 2]
+
+
+def test_off_loop_runs_a_blocking_call_outside_the_callers_event_loop() -> None:
+    """Sync wrappers that use asyncio.run still work when called from async code."""
+    assert tasks.off_loop(lambda: asyncio.run(asyncio.sleep(0, "here"))) == "here"
+
+    async def inside() -> str:
+        return tasks.off_loop(lambda: asyncio.run(asyncio.sleep(0, "thread")))
+
+    assert asyncio.run(inside()) == "thread"
+
+    async def failing() -> None:
+        tasks.off_loop(lambda: asyncio.run(_boom()))
+
+    async def _boom() -> None:
+        raise ValueError("from the thread")
+
+    with pytest.raises(ValueError, match="from the thread"):
+        asyncio.run(failing())

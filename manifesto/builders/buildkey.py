@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from manifesto import tasks
 from manifesto.builders.native.context import IGNORE_FILES, Context, Ignore
 from manifesto.errors import ContentError, ManifestoError, UsageError
 from manifesto.log import get_logger
@@ -317,24 +318,7 @@ async def _heads(
 
 def _run(make: Callable[[], Any]) -> Any:
     """asyncio.run(make()), in a thread of its own when the caller already runs a loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make())
-    out: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            out["value"] = asyncio.run(make())
-        except BaseException as e:  # handed to the caller's thread
-            out["error"] = e
-
-    thread = threading.Thread(target=target, name="build-key", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
+    return tasks.off_loop(lambda: asyncio.run(make()))
 
 
 def saved(store: Path) -> str | None:

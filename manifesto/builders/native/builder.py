@@ -56,6 +56,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from manifesto import tasks
 from manifesto.builders.base import (
     MEDIA_FORMATS,
     BuildRequest,
@@ -197,24 +198,7 @@ class NativeBuilder:
         """Build `request` (sync wrapper): the async core runs under asyncio.run, in a thread of
         its own when this thread already runs an event loop. A failed build leaves no layout
         behind that was not there before."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return self._run(request, on_line)
-        out: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                out["built"] = self._run(request, on_line)
-            except BaseException as e:  # handed to the caller's thread
-                out["error"] = e
-
-        thread = threading.Thread(target=target, name="native-build", daemon=True)
-        thread.start()
-        thread.join()
-        if "error" in out:
-            raise out["error"]
-        return out["built"]
+        return tasks.off_loop(lambda: self._run(request, on_line))
 
     # ---- the build ---------------------------------------------------------------------------
 
