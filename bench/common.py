@@ -396,6 +396,27 @@ def timed_result(
     )  # fmt: skip
 
 
+def rss_result(
+    name: str, rss: dict[str, list[float]], walls: dict[str, list[float]], peer: str, peer_name: str,
+    target_mib: float, **notes: object,
+) -> Result:
+    """A peak-RSS comparison judged on manifesto's own peak (the largest of the repetitions),
+    with both sides' medians of peak RSS and wall time, plus any `notes` of the benchmark's own."""
+    peak_m, peak_p = max(rss["manifesto"]), max(rss[peer])
+    notes = {
+        "judged": "largest peak RSS of the repetitions",
+        **notes,
+        "manifesto_median_mib": round(median(rss["manifesto"]), 1),
+        f"{peer}_median_mib": round(median(rss[peer]), 1),
+        "manifesto_wall_median_s": round(median(walls["manifesto"]), 3),
+        f"{peer}_wall_median_s": round(median(walls[peer]), 3),
+    }
+    return Result(
+        name, "MiB", peak_m, peak_p, peer_name, peak_m / peak_p, target_mib, target_on="manifesto",
+        manifesto_samples=rss["manifesto"], peer_samples=rss[peer], notes=notes,
+    )  # fmt: skip
+
+
 def interleaved(repeat: int) -> Iterator[tuple[int, bool]]:
     """(repetition, manifesto_first): alternate who goes first, so drift hits both alike."""
     for i in range(repeat):

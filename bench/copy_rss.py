@@ -29,7 +29,7 @@ from bench.common import (
     index_children,
     interleaved,
     log,
-    median,
+    rss_result,
     run,
     sandbox_env,
 )
@@ -123,19 +123,9 @@ def bench(ctx: Context) -> list[Result]:
             cpu[tool].append(p.cpu)
         log(f"{NAME} {i + 1}/{repeat}: manifesto {rss['manifesto'][-1]:.1f} MiB, skopeo {rss['skopeo'][-1]:.1f} MiB")
 
-    peak_m, peak_s = max(rss["manifesto"]), max(rss["skopeo"])
-    notes = {
-        "judged": "largest peak RSS of the repetitions",
-        "image": f"{len(PLATFORMS)} x {LAYER_MIB} MiB layers",
-        "manifesto_median_mib": round(median(rss["manifesto"]), 1),
-        "skopeo_median_mib": round(median(rss["skopeo"]), 1),
-        "manifesto_wall_median_s": round(median(walls["manifesto"]), 3),
-        "skopeo_wall_median_s": round(median(walls["skopeo"]), 3),
-        **cpu_notes(cpu["manifesto"], cpu["skopeo"]),
-    }
     return [
-        Result(
-            NAME, "MiB", peak_m, peak_s, "skopeo copy --all", peak_m / peak_s, TARGET_MIB, target_on="manifesto",
-            manifesto_samples=rss["manifesto"], peer_samples=rss["skopeo"], notes=notes,
+        rss_result(
+            NAME, rss, walls, "skopeo", "skopeo copy --all", TARGET_MIB,
+            image=f"{len(PLATFORMS)} x {LAYER_MIB} MiB layers", **cpu_notes(cpu["manifesto"], cpu["skopeo"]),
         )
     ]  # fmt: skip

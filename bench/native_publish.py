@@ -42,7 +42,7 @@ from bench.common import (
     index_children,
     interleaved,
     log,
-    median,
+    rss_result,
     run,
     sandbox_env,
     timed_result,
@@ -169,19 +169,10 @@ def bench_rss(ctx: Context) -> Result:
             rss[tool].append(p.maxrss_kib / 1024)
             walls[tool].append(p.wall)
         log(f"{RSS_NAME} {i + 1}/{repeat}: manifesto {rss['manifesto'][-1]:.1f} MiB, buildah {rss['buildah'][-1]:.1f} MiB")
-    peak_m, peak_b = max(rss["manifesto"]), max(rss["buildah"])
-    notes = {
-        "judged": "largest peak RSS of the repetitions",
-        "context": f"{CONTEXT_FILES} x {CONTEXT_FILE_MIB} MiB random files, FROM scratch + COPY . /data/",
-        "manifesto_median_mib": round(median(rss["manifesto"]), 1),
-        "buildah_median_mib": round(median(rss["buildah"]), 1),
-        "manifesto_wall_median_s": round(median(walls["manifesto"]), 3),
-        "buildah_wall_median_s": round(median(walls["buildah"]), 3),
-    }
-    return Result(
-        RSS_NAME, "MiB", peak_m, peak_b, "buildah build", peak_m / peak_b, RSS_TARGET_MIB, target_on="manifesto",
-        manifesto_samples=rss["manifesto"], peer_samples=rss["buildah"], notes=notes,
-    )  # fmt: skip
+    return rss_result(
+        RSS_NAME, rss, walls, "buildah", "buildah build", RSS_TARGET_MIB,
+        context=f"{CONTEXT_FILES} x {CONTEXT_FILE_MIB} MiB random files, FROM scratch + COPY . /data/",
+    )
 
 
 def bench(ctx: Context) -> list[Result]:
