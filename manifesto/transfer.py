@@ -176,6 +176,11 @@ class Copier:
         await self._manifests[fetched.digest]
         return fetched.descriptor()
 
+    def holds(self, digest: Digest) -> bool:
+        """Whether this copier put that manifest in the target (or found it there) this run."""
+        task = self._manifests.get(digest)
+        return task is not None and task.done() and not task.cancelled() and task.exception() is None
+
     async def _copy_manifest(self, source: Place, fetched: Fetched) -> None:
         dst = self.target
         doc = parse(fetched.raw, fetched.media_type, f"{source.repo}@{fetched.digest}")

@@ -123,7 +123,7 @@ async def edit_list(
     if added:
         copier = Copier(place)
         await tasks.gather(*(copy_entry(copier, registries, e) for e in added if e.source is not None and e.raw is not None))
-        await verify(place, str(target), added, read_back=False)
+        await verify(place, str(target), added, read_back=False, copied=copier)
     for attempt in range(1, attempts + 1):
         base = await _read(place, target, tag)
         if base is None and not added:

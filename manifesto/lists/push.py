@@ -115,18 +115,22 @@ def _to_copy(entry: Entry) -> bool:
     return entry.source is not None and entry.raw is not None
 
 
-async def verify(place: Place, target: str, entries: Sequence[Entry], *, read_back: bool = True) -> list[Entry]:
+async def verify(
+    place: Place, target: str, entries: Sequence[Entry], *, read_back: bool = True, copied: Copier | None = None
+) -> list[Entry]:
     """Each entry as the target serves it, or a VerificationError: nothing is tagged then.
 
     With `read_back`, each child is read from the target by digest: its media type and size
     come from the bytes served, never from a claim (a digest file can be edited: a claim that
     disagrees is refused), it must be an image manifest, and its config (read from the target)
     must say its platform. Without, each child must merely be there (`push`, whose draft was
-    checked before it was copied).
+    checked before it was copied): asked with a HEAD, unless `copied` (the Copier that copied
+    them) put it there or found it there this run.
     """
     if not read_back:
-        heads = await tasks.gather(*(place.store.head_manifest(place.repo, str(e.digest)) for e in entries))
-        missing = [str(e.digest) for e, h in zip(entries, heads) if h is None]
+        asked = [e for e in entries if copied is None or not copied.holds(e.digest)]
+        heads = await tasks.gather(*(place.store.head_manifest(place.repo, str(e.digest)) for e in asked))
+        missing = [str(e.digest) for e, h in zip(asked, heads) if h is None]
         if missing:
             raise VerificationError(f"{target}: children missing after copy: {', '.join(missing)}; list not pushed")
         return list(entries)
@@ -217,7 +221,7 @@ async def mirror(place: Place, mirrors: Sequence[tuple[Place, str]], entries: Se
         async def into(mirror_place: Place, name: str) -> None:
             copier = Copier(mirror_place)
             await tasks.gather(*(copier.manifest(place, f) for f in fetched))
-            await verify(mirror_place, name, entries, read_back=read_back)
+            await verify(mirror_place, name, entries, read_back=read_back, copied=copier)
             log.info("mirrored", target=name, stats=vars(copier.stats))
 
         await tasks.gather(*(into(p, name) for p, name in mirrors))
@@ -266,7 +270,7 @@ async def push(
             refuse(found)
     if fetched:
         await tasks.gather(*(copy_entry(copier, registries, entries[i]) for i in fetched))
-        done = await verify(place, target, [entries[i] for i in fetched], read_back=read_back)
+        done = await verify(place, target, [entries[i] for i in fetched], read_back=read_back, copied=copier)
         verified.update(zip(fetched, done))
     ordered = [verified[i] for i in range(len(entries))]
     if refuse is not None and (found := rules.problems(ordered, media_type, annotations)):

@@ -117,3 +117,37 @@ def test_duplicates_among_entries_in_the_target_are_refused_before_anything_is_w
     with pytest.raises(VerificationError, match="^duplicate platform linux/arm64/v8: linux/arm64 .built. and "):
         run_push(store, [claim(store, one, "linux/arm64"), claim(store, two, "linux/arm64/v8")])
     assert store.tags == {}
+
+
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts the HEADs of manifests asked of it."""
+
+    def __init__(self) -> None:
+        super().__init__("counting")
+        self.heads = 0
+
+    async def head_manifest(self, repo, reference):
+        self.heads += 1
+        return await super().head_manifest(repo, reference)
+
+
+def test_a_child_this_runs_copier_put_is_not_asked_for_again() -> None:
+    """Without read-back, a child the push's own Copier put (or found) in the target this run is
+    known to be there: no second HEAD for it; a child it did not copy is still asked."""
+    from manifesto.transfer import Copier
+
+    source, target = MemoryStore("source"), CountingStore()
+    digest = put_image(source, "arm64")
+    raw, media_type = source.manifests[(REPO, digest)]
+    entry = Entry(None, Descriptor(media_type, digest, len(raw), Platform.parse("linux/arm64")))
+
+    async def go() -> tuple[int, int]:
+        copier = Copier(Place(target, REPO))
+        await copier.manifest(Place(source, REPO), lists.Fetched(raw, media_type, digest))
+        before = target.heads  # the copier's own look before copying
+        await lists.verify(Place(target, REPO), "t", [entry], read_back=False, copied=copier)
+        known = target.heads - before
+        await lists.verify(Place(target, REPO), "t", [entry], read_back=False)
+        return known, target.heads - before - known
+
+    assert asyncio.run(go()) == (0, 1)
