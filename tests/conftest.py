@@ -38,7 +38,7 @@ if str(_ROOT) not in sys.path:
 from tests.support import images as _images  # noqa: E402
 from tests.support.images import ArchImage, LibraryRepo  # noqa: E402
 from tests.support.registry import REGISTRY_BIN, Registry  # noqa: E402
-from tests.support.tools import CliResult, in_ci, missing, require  # noqa: E402
+from tests.support.tools import CliResult, in_ci, missing, private_home, require  # noqa: E402
 from tests.support.tools import run_cli as _run_cli  # noqa: E402
 
 __all__ = ["require"]
@@ -192,19 +192,7 @@ def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TmpHome:
         docker_config=home / ".docker",
         env={},
     )
-    for d in (th.home, th.config, th.data, th.cache, th.state, th.docker_config):
-        d.mkdir(parents=True, exist_ok=True)
-    th.runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
-    th.env.update(
-        HOME=str(th.home),
-        XDG_CONFIG_HOME=str(th.config),
-        XDG_DATA_HOME=str(th.data),
-        XDG_CACHE_HOME=str(th.cache),
-        XDG_STATE_HOME=str(th.state),
-        XDG_RUNTIME_DIR=str(th.runtime),
-        DOCKER_CONFIG=str(th.docker_config),
-        PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring",
-    )
+    th.env.update(private_home(home))
     for k, v in th.env.items():
         monkeypatch.setenv(k, v)
     for k in ("REGISTRY_AUTH_FILE", "CONTAINERS_AUTH_FILE", "DOCKER_AUTH_CONFIG"):

@@ -28,7 +28,7 @@ from manifesto.oci.platform import Platform
 from tests.support import Registry
 from tests.support.checkout import fresh_clone
 from tests.support.images import busybox_path, cache_dir
-from tests.support.tools import REPO_ROOT, missing
+from tests.support.tools import REPO_ROOT, missing, private_home
 
 ACTION = REPO_ROOT / "action.yml"
 EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
@@ -149,17 +149,10 @@ def run_action(job: Job, inputs: dict[str, str]) -> Run:
         assert m, text
         return (values[m.group(1)] == m.group(3)) == (m.group(2) == "==")
 
-    home = job.root / "home"
     runner_temp = job.root / "runner-temp"
-    for d in (home, runner_temp):
-        d.mkdir(parents=True, exist_ok=True)
+    runner_temp.mkdir(parents=True, exist_ok=True)
     job_env: dict[str, str] = {
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "DOCKER_CONFIG": str(home / ".docker"),
-        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        **private_home(job.root / "home"),
         "MANIFESTO_KEYRING": "file",
         "SOURCE_DATE_EPOCH": "1700000000",
         "CI": "true",

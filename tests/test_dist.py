@@ -21,7 +21,7 @@ import pytest
 from tests.support import Registry
 from tests.support.checkout import fresh_clone
 from tests.support.images import LibraryRepo
-from tests.support.tools import REPO_ROOT, require
+from tests.support.tools import REPO_ROOT, private_home, require
 
 VERSION_LINE = next(line for line in (REPO_ROOT / "pyproject.toml").read_text().splitlines() if line.startswith("version = "))
 VERSION = VERSION_LINE.split('"')[1]
@@ -31,16 +31,9 @@ SDIST = f"manifesto_oci-{VERSION}.tar.gz"
 
 def isolated_env(root: Path) -> dict[str, str]:
     """A bare environment: system PATH plus a plain Python, HOME and XDG dirs of our own."""
-    home = root / "home"
-    home.mkdir(parents=True, exist_ok=True)
     return {
         "PATH": f"{Path(sys.base_prefix) / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "DOCKER_CONFIG": str(home / ".docker"),
-        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        **private_home(root / "home"),
         "MANIFESTO_KEYRING": "file",
         **{k: v for k, v in os.environ.items() if k.startswith("PIP_")},  # this machine's index settings
     }

@@ -30,7 +30,7 @@ from manifesto.builders.binfmt import check as binfmt_check
 from manifesto.oci.platform import Platform
 from tests.support.checkout import fresh_clone
 from tests.support.images import busybox_path, cache_dir
-from tests.support.tools import REPO_ROOT, free_port, missing, require
+from tests.support.tools import REPO_ROOT, free_port, missing, private_home, require
 
 TUTORIAL = REPO_ROOT / "docs" / "tutorial.md"
 README = REPO_ROOT / "README.md"
@@ -151,19 +151,11 @@ def run_doc(path: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str
     port = free_port()
     clone = clone_for_docs(tmp_path, port)
     run = doc_run(path, port)
-    home = tmp_path / "home"
     out = tmp_path / "outputs"
-    for d in (home, out):
-        d.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     env = {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "XDG_STATE_HOME": str(home / ".local" / "state"),
-        "DOCKER_CONFIG": str(home / ".docker"),
-        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        **private_home(tmp_path / "home"),
         "MANIFESTO_KEYRING": "file",
         "MANIFESTO_TEST_CACHE": str(cache_dir()),
         "DOCS_OUT": str(out),

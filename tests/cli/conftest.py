@@ -41,7 +41,7 @@ from tests.support.images import (
     _write_blob,
     canonical_json,
 )
-from tests.support.tools import CliResult, cli_command, run_cli
+from tests.support.tools import CliResult, cli_command, private_home, run_cli
 
 ACCEPT_ALL = ", ".join(
     [
@@ -78,19 +78,7 @@ def cli(run_cli: Callable[..., CliResult]) -> Callable[..., CliResult]:
 def module_cli(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., CliResult]:
     """A CLI runner for module-scoped setup, with its own private HOME/XDG/DOCKER_CONFIG."""
     home = tmp_path_factory.mktemp("module-home")
-    env = {
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "XDG_STATE_HOME": str(home / ".local" / "state"),
-        "XDG_RUNTIME_DIR": str(home / "run"),
-        "DOCKER_CONFIG": str(home / ".docker"),
-        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
-        "MANIFESTO_KEYRING": "file",
-    }
-    for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "DOCKER_CONFIG"):
-        Path(env[key]).mkdir(parents=True, exist_ok=True)
+    env = {**private_home(home), "MANIFESTO_KEYRING": "file"}
 
     def run(*args: Any, input: str | None = None, check: bool = True) -> CliResult:
         result = run_cli(*args, input=input, home_env=env, timeout=120)

@@ -46,6 +46,24 @@ def missing(message: str) -> None:
     pytest.skip(message)
 
 
+def private_home(home: Path) -> dict[str, str]:
+    """HOME, the XDG directories, DOCKER_CONFIG (each created under `home`) and keyring's null
+    backend: a manifesto run with these reads and writes no real user's config or secrets."""
+    dirs = {
+        "HOME": home,
+        "XDG_CONFIG_HOME": home / ".config",
+        "XDG_DATA_HOME": home / ".local" / "share",
+        "XDG_CACHE_HOME": home / ".cache",
+        "XDG_STATE_HOME": home / ".local" / "state",
+        "XDG_RUNTIME_DIR": home / "run",
+        "DOCKER_CONFIG": home / ".docker",
+    }
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    dirs["XDG_RUNTIME_DIR"].chmod(0o700)
+    return {**{k: str(v) for k, v in dirs.items()}, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (callers retry on a clash)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
