@@ -13,23 +13,15 @@ import json
 import re
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.cli.conftest import hello_native
-from tests.publish.conftest import ACCEPT_ALL, State, one_error_line
+from tests.publish.conftest import State, one_error_line, tag_held
 from tests.support import Registry
 from tests.support.faultproxy import FaultProxy, Respond
 
 TAGS = ("1.0.0", "latest")
 
-
-def _tag(host: str, repo: str, tag: str) -> str | None:
-    r = httpx.head(f"http://{host}/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT_ALL}, timeout=30)
-    if r.status_code == 404:
-        return None
-    r.raise_for_status()
-    return r.headers["Docker-Content-Digest"]
 
 
 @pytest.fixture
@@ -67,7 +59,7 @@ def test_an_image_list_is_planned_and_published_to_every_target(
     assert f"index {digest} -> {first} tags: 1.0.0, latest" in err
     assert f"index {digest} -> {mirror} tags: 1.0.0, latest" in err
     for host, repo in ((registry.host, unique_repo), (second.host, unique_repo + "-mirror")):
-        assert [_tag(host, repo, t) for t in TAGS] == [digest, digest]
+        assert [tag_held(host, repo, t) for t in TAGS] == [digest, digest]
     data = json.loads(report.read_text())
     assert data["target"] == first and data["index"]["digest"] == digest
     assert data["targets"] == [
@@ -86,7 +78,7 @@ def test_image_repeated_on_the_command_line_publishes_to_each(
     assert rc == 0, err
     digest = out.strip()
     for host in (registry.host, second.host):
-        assert [_tag(host, unique_repo, t) for t in TAGS] == [digest, digest]
+        assert [tag_held(host, unique_repo, t) for t in TAGS] == [digest, digest]
 
 
 def test_a_failing_mirror_fails_the_run_and_moves_no_tag_anywhere(
@@ -104,7 +96,7 @@ def test_a_failing_mirror_fails_the_run_and_moves_no_tag_anywhere(
     assert "HTTP 500" in line and "pushed by digest, untagged:" in line and "no tag moved" in line, line
     assert {p for p in re.findall(r"(linux/[a-z0-9/]+) sha256:", line)} == {"linux/amd64", "linux/arm64/v8"}
     for host in (registry.host, second.host):
-        assert [_tag(host, unique_repo, t) for t in TAGS] == [None, None]
+        assert [tag_held(host, unique_repo, t) for t in TAGS] == [None, None]
     data = json.loads(report.read_text())
     assert data["status"] == "failed" and data["targets"] == [
         {"target": registry.ref(unique_repo)},

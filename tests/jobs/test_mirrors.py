@@ -25,7 +25,7 @@ from manifesto.jobs.publish import write_json
 from manifesto.matrix.plan import render
 from manifesto.oci import mediatype
 from tests.jobs.conftest import THREE, FakeBuilder, write_matrix
-from tests.publish.conftest import ACCEPT_ALL, AccessLog, stored_writes
+from tests.publish.conftest import ACCEPT_ALL, AccessLog, stored_writes, tag_held
 from tests.support import Registry
 from tests.support.faultproxy import FaultProxy, Respond
 
@@ -36,16 +36,6 @@ NS = {"linux/amd64": "amd64", "linux/arm64/v8": "arm64v8", "linux/arm/v7": "arm3
 def _matrix(directory: Path, *targets: str, extra: str = "", platforms: tuple[str, ...] = THREE) -> Path:
     return write_matrix(directory, "[" + ", ".join(targets) + "]", extra=extra, platforms=platforms)
 
-
-def _tag(host: str, repo: str, tag: str) -> str | None:
-    """The digest a tag holds (None: absent), read over plain HTTP from `host`."""
-    import httpx
-
-    r = httpx.head(f"http://{host}/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT_ALL}, timeout=30)
-    if r.status_code == 404:
-        return None
-    r.raise_for_status()
-    return r.headers["Docker-Content-Digest"]
 
 
 def _has(host: str, repo: str, digest: str) -> bool:
@@ -90,7 +80,7 @@ def test_one_publish_lands_the_same_index_and_tags_in_every_target(
     digest = str(result.index.digest)
     hosts = [(registry.host, unique_repo), (second.host, unique_repo), (registry.host, unique_repo + "-mirror")]
     for host, repo in hosts:
-        assert _tag(host, repo, "1.0") == _tag(host, repo, "latest") == digest
+        assert tag_held(host, repo, "1.0") == tag_held(host, repo, "latest") == digest
     assert [(t.target, t.tags_moved, t.tags_unchanged) for t in result.targets] == [
         (t, ("1.0", "latest"), ()) for t in targets
     ]
@@ -100,7 +90,7 @@ def test_one_publish_lands_the_same_index_and_tags_in_every_target(
     for child in result.children:
         ns = NS[str(child.platform)]
         for host, repo in hosts:
-            assert _tag(host, f"{ns}/{repo.rsplit('/', 1)[-1]}", "1.0") == str(child.digest)
+            assert tag_held(host, f"{ns}/{repo.rsplit('/', 1)[-1]}", "1.0") == str(child.digest)
     # the mirror in the first registry got its blobs mounted; the other registry each blob once
     posts = [r for r in stored_writes(first.since(marks[0])) if r.method == "POST" and f"/{unique_repo}-mirror/blobs/" in r.path]
     assert posts and all("mount=" in r.query and f"from={quote(unique_repo, safe='')}" in r.query for r in posts)
@@ -141,7 +131,7 @@ def test_a_mirror_refusing_manifests_moves_no_tag_in_any_target(
         assert digest not in {str(c.digest) for c in old.children}
         assert _has(registry.host, unique_repo, digest)  # in the first target, untagged
     for host in (registry.host, second.host):  # every tag still holds the old index
-        assert _tag(host, unique_repo, "1.0") == _tag(host, unique_repo, "latest") == str(old.index.digest)
+        assert tag_held(host, unique_repo, "1.0") == tag_held(host, unique_repo, "latest") == str(old.index.digest)
 
 
 def test_a_mirror_that_refuses_the_credentials_stops_the_run_before_any_build(
@@ -163,7 +153,7 @@ def test_a_mirror_that_refuses_the_credentials_stops_the_run_before_any_build(
     assert builder.built == []
     # nothing stored in the first target (the push probes there may be cut short: sessions only)
     assert [r for r in log.since(mark) if r.method in ("PUT", "PATCH")] == []
-    assert _tag(registry.host, unique_repo, "1.0") is None
+    assert tag_held(registry.host, unique_repo, "1.0") is None
 
 
 class _RacingBuilder(FakeBuilder):
@@ -188,9 +178,9 @@ def test_a_mirror_tag_moved_meanwhile_moves_no_tag_in_the_first_target(
     with pytest.raises(manifesto.ConcurrentUpdate, match="no tag moved"):
         manifesto.publish(plan, manifesto.Options(builder=builder, jobs=1))
 
-    assert _tag(registry.host, unique_repo, "1.0") is None and _tag(registry.host, unique_repo, "latest") is None
-    assert _tag(second.host, unique_repo, "1.0") is None
-    assert _tag(second.host, unique_repo, "latest") == builder.theirs  # theirs, not overwritten
+    assert tag_held(registry.host, unique_repo, "1.0") is None and tag_held(registry.host, unique_repo, "latest") is None
+    assert tag_held(second.host, unique_repo, "1.0") is None
+    assert tag_held(second.host, unique_repo, "latest") == builder.theirs  # theirs, not overwritten
 
 
 def test_check_compares_the_tags_of_every_target(
@@ -227,7 +217,7 @@ def test_assemble_fills_every_mirror_from_the_first_target(
 
     assert result.index is not None and [t.target for t in result.targets] == [registry.ref(unique_repo), second.ref(unique_repo)]
     for host in (registry.host, second.host):
-        assert _tag(host, unique_repo, "1.0") == _tag(host, unique_repo, "latest") == str(result.index.digest)
+        assert tag_held(host, unique_repo, "1.0") == tag_held(host, unique_repo, "latest") == str(result.index.digest)
 
 
 # ---- the matrix side ------------------------------------------------------------------------------

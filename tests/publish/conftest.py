@@ -65,6 +65,17 @@ ACCEPT_ALL = ", ".join(
 )
 
 
+def tag_held(host: str, repo: str, tag: str) -> str | None:
+    """The digest a tag holds (None: absent), read over plain HTTP from the registry at `host`."""
+    import httpx
+
+    r = httpx.head(f"http://{host}/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT_ALL}, timeout=30)
+    if r.status_code == 404:
+        return None
+    r.raise_for_status()
+    return r.headers["Docker-Content-Digest"]
+
+
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
