@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-VENV = REPO / ".venv"
-PYTHON = VENV / "bin" / "python"
-MANIFESTO = VENV / "bin" / "manifesto"
+VENV = REPO / ".venv"  # the development venv: the benchmarks' own code and libraries
+BENCH_VENV = REPO / "out" / "bench-venv"  # manifesto as a user installs it (bench/install.py)
+PYTHON = BENCH_VENV / "bin" / "python"
+MANIFESTO = BENCH_VENV / "bin" / "manifesto"
 TIME = "/usr/bin/time"  # GNU time, for peak RSS
 
 

@@ -6,7 +6,8 @@ NAME: assemble, create-push, inspect, blob, version, copy, copy-rss, publish, na
 that order). --repeat N sets the repetitions of every benchmark (default 5; copy 9; copy-rss,
 publish and native 3; cache 1; inspect and version are hyperfine rounds, see their modules).
 Each benchmark prints `name: manifesto X, peer Y, ratio R (target ...) PASS|FAIL`; progress
-goes to stderr. docs/benchmarks.md describes what each one measures.
+goes to stderr. docs/benchmarks.md describes what each one measures. manifesto runs as a user
+installs it: a wheel of the current tree in out/bench-venv (bench/install.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 sys.path.insert(0, str(REPO))
 
 from bench.common import Context, Result, failed, loadavg, machine  # noqa: E402 (after the sys.path fix)
+from bench.install import install  # noqa: E402
 
 BENCHMARKS = {
     "assemble": "bench.assemble",
@@ -66,6 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    install()  # a wheel of this tree into out/bench-venv: what the benchmarks run
     info = machine()
     print(
         f"# manifesto benchmarks — {info['nproc']} cores, {info['memory_gib']} GiB, {info['python']}, load {loadavg()}",

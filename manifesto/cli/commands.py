@@ -17,6 +17,25 @@ def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+class Only:
+    """The subparsers action of a command line that names its command: only that command's
+    parser is built; every other registration goes to a stand-in that keeps nothing."""
+
+    def __init__(self, sub: argparse._SubParsersAction, name: str):
+        self.sub, self.name = sub, name
+
+    def add_parser(self, name: str, **kwargs):
+        return self.sub.add_parser(name, **kwargs) if name == self.name else _Skipped()
+
+
+class _Skipped:
+    """A skipped command's parser: every call (add_argument, a group, set_defaults, its own
+    subcommands) is accepted and does nothing."""
+
+    def __getattr__(self, attr: str):
+        return lambda *args, **kwargs: self
+
+
 def register(sub, add_common) -> None:
     def command(name: str, help: str, module: str, func: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)

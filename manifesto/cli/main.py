@@ -61,7 +61,13 @@ def _add_common(p: argparse.ArgumentParser, top: bool = False) -> None:
     )  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `only` (a command's name), that command's parser alone.
+
+    Why `only`: building the parsers of every command costs several milliseconds at each start,
+    and a command line that names its command needs just that one. A name that is no command
+    gets the whole parser, so argparse's error lists the commands there are.
+    """
     from manifesto import __version__
 
     parser_class = _parser()
@@ -74,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=parser_class)
     from manifesto.cli import commands
 
-    commands.register(sub, _add_common)
+    commands.register(sub if only is None else commands.Only(sub, only), _add_common)
+    if only is not None and only not in sub.choices:
+        return build_parser()
     from manifesto.cli import helptext
 
     helptext.apply(parser)  # commands by group, and every command's examples
@@ -88,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"manifesto {__version__}")
         return EXIT_OK
-    parser = build_parser()
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help(sys.stderr)
@@ -121,6 +129,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         show_error(e, f"internal error: {type(e).__name__}: {e} (rerun with --debug for a traceback)")
         return EXIT_FAILURE
+
+
+def _command(argv: list[str]) -> str | None:
+    """The command `argv` names (its first word that is no global option), or None."""
+    words = iter(argv)
+    for word in words:
+        if word in ("-h", "--help"):
+            return None
+        if word == "--log-format":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 class Terminated(KeyboardInterrupt):

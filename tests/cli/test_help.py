@@ -139,3 +139,35 @@ def test_every_environment_variable_the_tool_reads_is_documented() -> None:
     assert {"MANIFESTO_CERTS_D", "MANIFESTO_KEYRING", "XDG_DATA_HOME", "SOURCE_DATE_EPOCH"} <= names  # the grep works
     missing = sorted(n for n in names | {"NO_COLOR"} if f"`{n}`" not in body)
     assert not missing, f"read by manifesto but not in docs/cli.md's Environment variables: {missing}"
+
+
+@pytest.mark.parametrize(
+    "argv, built",
+    [
+        (["copy", "a", "b"], ["copy"]),
+        (["-v", "--log-format", "json", "--debug", "index", "add", "x", "y"], ["index"]),
+        (["--log-format=text", "inspect", "--help"], ["inspect"]),
+    ],
+)
+def test_a_command_line_that_names_its_command_builds_that_parser_alone(argv: list[str], built: list[str]) -> None:
+    """Only the named command's parser is made (the others would cost milliseconds at every
+    start), with its flags, examples and the global ones intact."""
+    from manifesto.cli.main import _command
+
+    parser = build_parser(_command(argv))
+    parsers = subcommands(parser)
+    assert list(parsers) == built
+    assert parsers[built[0]].format_help() == dict(COMMANDS)[built[0]].format_help()
+
+
+@pytest.mark.parametrize("argv", [[], ["--help"], ["-v"], ["--log-format", "json"], ["copyx", "a"], ["-h", "copy"]])
+def test_a_command_line_without_a_known_command_gets_every_parser(argv: list[str]) -> None:
+    from manifesto.cli.main import _command
+
+    assert sorted(subcommands(build_parser(_command(argv)))) == sorted(subcommands(build_parser()))
+
+
+def test_an_unknown_command_is_one_line_naming_the_commands_there_are() -> None:
+    out = subprocess.run([sys.executable, "-m", "manifesto", "-v", "copyx", "a"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "invalid choice: 'copyx'" in out.stderr and "'copy'" in out.stderr, out.stderr

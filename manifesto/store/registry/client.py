@@ -46,6 +46,11 @@ from manifesto.store.registry.uploads import Uploads
 log = get_logger("manifesto.registry")
 
 
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in."""
+    return url.scheme, url.host, url.port or {"https": 443, "http": 80}.get(url.scheme)
+
+
 class RegistryClient(Uploads):
     """Talks to one registry. Use as `async with RegistryClient(host) as c: ...`."""
 
@@ -244,6 +249,8 @@ class RegistryClient(Uploads):
 
     def _own_origin(self, url: str, what: str) -> bool:
         """Whether `url` is the registry's own origin; a downgrade to plain HTTP is refused."""
+        if url.startswith(self.base + "/"):  # the registry's own scheme and authority, verbatim
+            return True
         target, base = httpx.URL(url), httpx.URL(self.base)
         if base.scheme == "https" and target.scheme == "http" and not is_loopback_host(target.netloc.decode()):
             raise RegistryError(f"{what}: the registry sent us to plain HTTP ({target.host}); refusing")
@@ -255,13 +262,7 @@ class RegistryClient(Uploads):
         Credentials and challenges belong to that origin (scheme, host, port) alone: a response
         is judged by where it came from in the end, never by the URL that started the chain.
         """
-        base = httpx.URL(self.base)
-        default = {"https": 443, "http": 80}
-        return (url.scheme, url.host, url.port or default.get(url.scheme)) == (
-            base.scheme,
-            base.host,
-            base.port or default.get(base.scheme),
-        )
+        return _origin(url) == _origin(httpx.URL(self.base))
 
     async def _choose_scheme(self) -> None:
         """HTTPS if the registry answers it, else plain HTTP (only for loopback or --insecure)."""

@@ -1,0 +1,54 @@
+"""manifesto as a user has it: a wheel of this tree installed into a venv of its own.
+
+The development venv (.venv) holds manifesto as an editable install, whose import hook (a
+`.pth` file that imports a finder module and pathlib) runs at every interpreter start: ~8-13 ms
+per process on this machine, paid by `python -c pass` in that venv too. A user who installs
+the package has no such hook, so the benchmarks run the installed wheel, and the bare
+interpreter of the same venv where they compare against it (version, the inspect floor).
+
+`out/bench-venv` is made once (dependencies pinned to the versions .venv has, so both venvs run
+the same libraries); every run of bench/run.py builds a wheel of the current tree and installs
+it there again, under a lock, so two runs at once never see a half-installed venv.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.common import BENCH_VENV, MANIFESTO, PYTHON, REPO, VENV
+
+LOCK = REPO / "out" / "bench-venv.lock"
+
+
+def _run(argv: list[str]) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])} ... failed:\n{(done.stderr or done.stdout)[-2000:]}")
+
+
+def install() -> Path:
+    """Install a wheel of the current tree into BENCH_VENV (made on first use); its manifesto."""
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        dev = str(VENV / "bin" / "python")
+        if not PYTHON.exists():
+            _run([sys.executable if not Path(dev).exists() else dev, "-m", "venv", "--clear", str(BENCH_VENV)])
+        with tempfile.TemporaryDirectory(prefix="manifesto-bench-wheel-") as tmp:
+            pins = Path(tmp) / "constraints.txt"
+            frozen = subprocess.run(
+                [dev, "-m", "pip", "freeze", "--exclude-editable", "--disable-pip-version-check"],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            pins.write_text(frozen)
+            _run([dev, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp, str(REPO)])
+            wheel = next(Path(tmp).glob("manifesto_oci-*.whl"))
+            _run([str(PYTHON), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                  "--force-reinstall", "--no-deps", str(wheel)])  # fmt: skip
+            _run([str(PYTHON), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                  "-c", str(pins), str(wheel)])  # fmt: skip
+    return MANIFESTO
