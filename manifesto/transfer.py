@@ -68,11 +68,21 @@ class Stats:
 class Copier:
     """Copies content into one target place, remembering what is already done this run."""
 
-    def __init__(self, target: Place, on_bytes: OnBytes | None = None):
+    def __init__(self, target: Place, on_bytes: OnBytes | None = None, *, eager: bool = False):
         """`on_bytes` (optional) hears each uploaded blob's progress, a few times a second: who
-        shows it (a live line per blob, a board row per platform) is the caller's business."""
+        shows it (a live line per blob, a board row per platform) is the caller's business.
+
+        `eager`: the caller expects the target to lack what it copies (a list about to move a
+        tag, a copy). An image whose blobs all mount (another repository of the target's
+        registry) is then mounted and put without asking first whether the target holds it:
+        one round trip and one request less per image; when it was there after all, the mounts
+        and the PUT change nothing (a mount and a PUT by digest show nothing under any name).
+        An image whose blobs would be uploaded (from another registry, a layout) still waits
+        for that answer.
+        """
         self.target = target
         self.on_bytes = on_bytes
+        self.eager = eager
         self.stats = Stats()
         self._blobs: dict[Digest, asyncio.Task[None]] = {}
         self._manifests: dict[Digest, asyncio.Task[None]] = {}
@@ -183,26 +193,44 @@ class Copier:
 
     async def _copy_manifest(self, source: Place, fetched: Fetched) -> None:
         dst = self.target
-        doc = parse(fetched.raw, fetched.media_type, f"{source.repo}@{fetched.digest}")
-        if await dst.store.head_manifest(dst.repo, fetched.digest) is not None:
+        if await self.content(source, fetched):
             self.stats.manifests_skipped += 1
             return
-        if isinstance(doc, ImageIndex):
-            await self.children(source, doc.manifests)
-        else:
-            assert isinstance(doc, ImageManifest)
-            await tasks.gather(*(self.blob(source, d) for d in doc.blobs()))
         await dst.store.put_manifest(dst.repo, fetched.digest, fetched.raw, fetched.media_type)
         self.stats.manifests_pushed += 1
 
-    async def children(self, source: Place, descriptors: tuple[Descriptor, ...] | list[Descriptor]) -> None:
-        """Copy the manifests an index names (fetched from `source` by digest)."""
+    async def content(self, source: Place, fetched: Fetched) -> bool:
+        """Copy what a manifest names (an index's children, an image's blobs) into the target,
+        not the manifest itself; True when the target holds the manifest already (then nothing).
 
-        async def one(d: Descriptor) -> None:
-            fetched = await source.store.get_manifest(source.repo, d.digest)
-            await self.manifest(source, fetched)
+        For a caller that puts the manifest itself under a tag next (copy): the tag's PUT
+        stores the same bytes a PUT by digest would. An index's children are read from the
+        source while the target is asked for the index (reads only, so nothing is written
+        before the answer), each copied as soon as it is read and the answer is no.
+        """
+        dst = self.target
+        doc = parse(fetched.raw, fetched.media_type, f"{source.repo}@{fetched.digest}")
+        if isinstance(doc, ImageIndex):
+            held = asyncio.ensure_future(dst.store.head_manifest(dst.repo, fetched.digest))
 
-        await tasks.gather(*(one(d) for d in descriptors))
+            async def child(d: Descriptor) -> None:
+                got = await source.store.get_manifest(source.repo, d.digest)
+                if await held is None:
+                    await self.manifest(source, got)
+
+            found, _ = await tasks.gather(held, tasks.gather(*(child(d) for d in doc.manifests)))
+            return found is not None
+        assert isinstance(doc, ImageManifest)
+        if self.eager and dst.mounter(source) is not None:
+            # Every blob is mounted, and the PUT after it writes the very bytes the target would
+            # hold if it had the image: a HEAD first could save that PUT only, at the cost of a
+            # request of its own (and, before the mounts, a round trip).
+            await tasks.gather(*(self.blob(source, d) for d in doc.blobs()))
+            return False
+        if await dst.store.head_manifest(dst.repo, fetched.digest) is not None:
+            return True
+        await tasks.gather(*(self.blob(source, d) for d in doc.blobs()))
+        return False
 
     async def tag(self, reference: str, raw: bytes, media_type: str, seen: Snapshot | None = None) -> bool:
         """PUT a manifest under a tag unless the tag already holds exactly these bytes.

@@ -91,24 +91,36 @@ def _read(args: argparse.Namespace, sources: list) -> list:
     """Every SOURCE read (registries or OCI layouts): lists.sources.Source each."""
     import asyncio
 
-    from manifesto.lists.sources import read_sources
     from manifesto.store.registry.pool import Registries
 
     async def read_all():
         async with Registries(insecure=args.insecure) as regs:
-            return await read_sources(regs, sources, keep_nested=getattr(args, "keep_nested", False))
+            return await _read_with(regs, args, sources)
 
     return asyncio.run(read_all())
 
 
+async def _read_with(regs, args: argparse.Namespace, sources: list) -> list:  # noqa: ANN001 — a Registries
+    from manifesto.lists.sources import read_sources
+
+    return await read_sources(regs, sources, keep_nested=getattr(args, "keep_nested", False))
+
+
 def _create_pushed(args: argparse.Namespace, name: Reference, sources: list, rec) -> int:  # noqa: ANN001
-    """`create --push`: one process, no draft on disk; the list goes straight down push's one path."""
-    read = _read(args, sources)
-    found = _with_attestations(getattr(args, "attestations", "keep"), sources, read)
-    entries = list({e.descriptor.digest: e for e in found}.values())
-    kept = _kept_annotations({}, zip(sources, (s.annotations for s in read)))
-    draft = Draft(name, format=args.format, insecure=args.insecure, annotations=kept).with_entries(entries)
-    return _push(argparse.Namespace(**{**vars(args), "purge": False}), name, draft, rec)
+    """`create --push`: one process, no draft on disk; the list goes straight down push's one path.
+
+    The sources are read under the push's own registries, while the push asks what the tags
+    hold and whether it may push (lists.push.preflight): no round trip waits for another
+    it does not need."""
+
+    async def reading(regs) -> Draft:  # noqa: ANN001 — a Registries
+        read = await _read_with(regs, args, sources)
+        found = _with_attestations(getattr(args, "attestations", "keep"), sources, read)
+        entries = list({e.descriptor.digest: e for e in found}.values())
+        kept = _kept_annotations({}, zip(sources, (s.annotations for s in read)))
+        return Draft(name, format=args.format, insecure=args.insecure, annotations=kept).with_entries(entries)
+
+    return _push(argparse.Namespace(**{**vars(args), "purge": False}), name, rec, reading)
 
 
 def _with_attestations(how: str, sources: list, read) -> list:
@@ -217,47 +229,62 @@ def push(args: argparse.Namespace) -> int:
     name = Reference.parse(args.list)
     _check_outputs(("--report", getattr(args, "report", None)), ("--report-env", getattr(args, "report_env", None)))
     with Recorder("push", args, name.name) as rec:
-        return _push(args, name, None, rec)
+        return _push(args, name, rec)
 
 
-def _push(args: argparse.Namespace, name: Reference, draft: Draft | None, rec) -> int:  # noqa: ANN001
+def _push(args: argparse.Namespace, name: Reference, rec, reading=None) -> int:  # noqa: ANN001
     """push() within its Recorder (cli/report.py): the report and CI outputs, success or not.
 
-    `draft`: the list `create --push` built (else the local draft named `name`)."""
+    The list is the local draft named `name`, unless `reading` (`create --push`) builds it
+    from the registries the push uses, while the push's preflight runs."""
     import asyncio
 
     from manifesto.cli.publishing import blob_bars
     from manifesto.lists import push as lists
     from manifesto.lists.rules import build_index, choose_media_type, ensure_tags, problems
+    from manifesto.oci.digest import Digest
     from manifesto.store.registry.pool import Registries
     from manifesto.transfer import Copier, Place
 
-    store = DraftStore()
-    draft = store.load(name) if draft is None else draft  # `create --push` hands its list over
-    if not draft.entries:
-        raise UsageError(f"local list {name.familiar} has no entries")
-    media_type = choose_media_type(draft.entries, args.format or draft.format)
-    found = [p.text("--format oci") for p in problems(draft.entries, media_type, draft.annotations)]
-    if found and not args.force:
-        raise UsageError(f"refusing to push {name.familiar}: {'; '.join(found)} (--force to push anyway)")
-    for p in found:
-        log.warning("push_forced", problem=p)
+    def checked(draft: Draft):  # noqa: ANN202 — (media type, index)
+        if not draft.entries:
+            raise UsageError(f"local list {name.familiar} has no entries")
+        media_type = choose_media_type(draft.entries, args.format or draft.format)
+        found = [p.text("--format oci") for p in problems(draft.entries, media_type, draft.annotations)]
+        if found and not args.force:
+            raise UsageError(f"refusing to push {name.familiar}: {'; '.join(found)} (--force to push anyway)")
+        for p in found:
+            log.warning("push_forced", problem=p)
+        return media_type, build_index(draft.entries, media_type, draft.annotations)
+
+    draft: Draft | None = None
+    if reading is None:
+        draft = DraftStore().load(name)
+        media_type, index = checked(draft)
     tags = ensure_tags(name, args.tag)
-    index = build_index(draft.entries, media_type, draft.annotations)
 
     async def run(bars) -> lists.Pushed:  # noqa: ANN001 — a BlobBars, or None off a terminal
-        async with Registries(insecure=args.insecure or draft.insecure) as regs:
-            seen = await lists.preflight(regs, name, tags, unchanged=index.digest)
-            place = Place(regs.client(name), name.repository)
+        async with Registries(insecure=args.insecure or (draft is not None and draft.insecure)) as regs:
+
+            async def built() -> Digest:
+                nonlocal draft, media_type, index
+                draft = await reading(regs)
+                media_type, index = checked(draft)
+                return index.digest
+
+            seen = await lists.preflight(regs, name, tags, unchanged=index.digest if reading is None else built())
+            client = regs.client(name)
+            place = Place(client, name.repository)
+            moving = any(seen.get(client, name.repository, t) != index.digest for t in tags)
             return await lists.push(
                 regs, place, name.name, draft.entries, media_type=media_type, annotations=draft.annotations,
-                tags=tags, seen=seen, read_back=False, copier=Copier(place, on_bytes=bars),
+                tags=tags, seen=seen, read_back=False, copier=Copier(place, on_bytes=bars, eager=moving),
             )  # fmt: skip
 
     with blob_bars(args) as bars:  # a live line per blob, as copy shows
         result = asyncio.run(run(bars))
     if args.purge:
-        store.delete(name)
+        DraftStore().delete(name)
     moved = ", ".join(result.tags_moved) or "none"
     kept = f"; unchanged: {', '.join(result.tags_unchanged)}" if result.tags_unchanged else ""
     print(f"Pushed {name.name} ({mediatype.format_name(result.index.media_type)}, {entry_count(len(result.index.manifests))}); tags: {moved}{kept}", file=sys.stderr)

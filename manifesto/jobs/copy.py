@@ -87,9 +87,16 @@ async def copy_image(
     original = await src_place.store.get_manifest(src_place.repo, ref)
     fetched = _stripped(original, attestations, source, on_notice)
     destination_end = end(registries, dst, create=True)  # a layout is made once there is a source
-    copier = Copier(destination_end.place, on_bytes=on_bytes)
-    await copier.manifest(src_place, fetched)
-    if referrers:
+    # eager: a copy is made for a destination that lacks the content (when it holds the index
+    # already, that answer comes before any child is copied)
+    copier = Copier(destination_end.place, on_bytes=on_bytes, eager=True)
+    if not referrers:
+        # every child and blob, not the manifest itself: the tag's PUT below stores those very
+        # bytes, so a PUT by digest first would be one more round trip for nothing. Should the
+        # tag not move (another writer moved it), the children wait untagged as they would anyway.
+        await copier.content(src_place, fetched)
+    else:  # a referrer names its subject by digest: the subject goes in first
+        await copier.manifest(src_place, fetched)
         carried = await carry(source_end, destination_end, copier, fetched)
         if on_notice is not None:
             count = len({r.descriptor.digest for r in carried})

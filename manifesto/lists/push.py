@@ -17,7 +17,7 @@ target that refuses anything leaves every tag as it was.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
 from manifesto import tasks
@@ -70,7 +70,7 @@ async def preflight(
     tags: Sequence[str],
     arch_refs: Sequence[Reference] = (),
     *,
-    unchanged: Digest | None = None,
+    unchanged: Digest | Awaitable[Digest] | None = None,
 ) -> Snapshot:
     """May we push to the target (each one, when given several, and every arch-tag repository),
     and what does each tag hold now?
@@ -78,7 +78,10 @@ async def preflight(
     An auth problem is an AuthError in seconds, not after the builds or copies; the tags read
     here are what the compare-and-swap checks against. With `unchanged` (the index about to be
     pushed), a run that finds every tag already holding it writes nothing and asks for no push
-    access. Without tags, only the target repository is asked.
+    access. `unchanged` may still be on its way (an awaitable: the list is being read): the tags
+    are read meanwhile, and so is push access asked for once a tag is found absent (it cannot
+    hold the index: the run will write); a failure of the awaitable is the one raised. Without
+    tags, only the target repository is asked.
     """
     seen = Snapshot()
     targets = [target] if isinstance(target, Reference) else list(target)
@@ -92,9 +95,23 @@ async def preflight(
     async def check() -> None:
         await tasks.gather(*(registries.client(r).check_push(r.repository, r.name) for r in repos.values()))
 
+    def held() -> list[Digest | None]:
+        return [seen.get(registries.client(r), r.repository, t) for r, names in reads for t in names]
+
     if unchanged is not None:
-        await read()
-        if any(seen.get(registries.client(r), r.repository, t) != unchanged for r, names in reads for t in names):
+
+        async def known() -> Digest:
+            return unchanged if isinstance(unchanged, Digest) else await unchanged
+
+        async def read_then_check() -> bool:
+            await read()
+            if None in held():
+                await check()
+                return True
+            return False
+
+        digest, checked = await tasks.gather(known(), read_then_check(), in_order=True)
+        if not checked and any(d != digest for d in held()):
             await check()
         return seen
     await check()

@@ -88,6 +88,7 @@ class RegistryClient(Uploads):
         # GET on this same client must never wait for a slot that uploads are holding.
         self._limit = asyncio.Semaphore(max_concurrency)
         self._uploads = asyncio.Semaphore(max_concurrency)
+        self._cancels: list[asyncio.Future[None]] = []  # check_push's sessions, cancelled meanwhile
         kwargs: dict[str, Any] = {
             "timeout": httpx.Timeout(timeout, connect=15.0),
             "follow_redirects": True,
@@ -114,6 +115,8 @@ class RegistryClient(Uploads):
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._cancels:
+            await asyncio.gather(*self._cancels, return_exceptions=True)
         await self.http.aclose()
 
     # ---- one request, with auth and retries -----------------------------------------------
@@ -435,6 +438,8 @@ class RegistryClient(Uploads):
         Why not GET /v2/: on a token registry anonymous pull tokens go to anyone, so only asking
         for pull+push on the repository, as a push will, proves anything. AuthError when refused,
         NetworkError when unreachable; writes nothing (an abandoned session expires on its own).
+        The session is cancelled while the caller goes on (the answer is in already); aclose()
+        waits for that.
         """
         scopes = frozenset({repository_scope(repo, "pull", "push")})
         resp = await self.request(
@@ -442,10 +447,13 @@ class RegistryClient(Uploads):
         )
         location = resp.headers.get("location")
         if location:  # distribution deletes an upload session on DELETE of its Location
-            try:
-                await self.request("DELETE", str(resp.url.join(location)), scopes=scopes, what="cancel upload")
-            except (AuthError, NotFound, RegistryError, NetworkError):
-                pass  # a registry may refuse the cancel: the session expires on its own
+            self._cancels.append(asyncio.ensure_future(self._cancel_upload(str(resp.url.join(location)), scopes)))
+
+    async def _cancel_upload(self, url: str, scopes: frozenset[str]) -> None:
+        try:
+            await self.request("DELETE", url, scopes=scopes, what="cancel upload")
+        except (AuthError, NotFound, RegistryError, NetworkError):
+            pass  # a registry may refuse the cancel: the session expires on its own
 
 
 def _sep(reference: str) -> str:
