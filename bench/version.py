@@ -1,8 +1,10 @@
 """version: start-up cost. `manifesto --version` against `python -c pass`, ratio ≤ 1.3.
 
-Peer: `.venv/bin/python -c pass`, the interpreter's own floor on this machine at this moment
-(site, and the editable install's path hook, included); the ratio says how much manifesto's
-entry point adds to it. Issue 8 set the ratio target; the older absolute budget (≤ 100 ms) is
+Peer: `python -c pass` of the venv manifesto is installed in (bench/install.py: a wheel, as a
+user has it), the interpreter's own floor on this machine at this moment; the ratio says how
+much manifesto's entry point adds to it. Part of that is not manifesto's: the console script
+the installer writes imports `re` before it calls manifesto, so `python -c "import re"` is
+timed in the same rounds (not judged) to show that share. Issue 8 set the ratio target; the older absolute budget (≤ 100 ms) is
 kept in the notes (`within_100ms`). Timed with hyperfine (bench.common.timed_rounds): 4 rounds of
 --repeat x 5 runs (default 25 each, so 100 runs of each), after 3 warm-ups.
 
@@ -60,8 +62,9 @@ def offenders(rows: list[tuple[int, int, int, str]], n: int = 10) -> dict[str, o
 def bench(ctx: Context) -> list[Result]:
     env = sandbox_env(ctx.work.fresh("version"))
     commands = {"manifesto": [str(MANIFESTO), "--version"], "python": [str(PYTHON), "-c", "pass"]}
+    wrapper = {"import re": [str(PYTHON), "-c", "import re"]}  # what the installer's script adds
     runs = 5 * ctx.repeat()
-    got = timed_rounds(commands, env, rounds=ROUNDS, runs=runs)
+    got = timed_rounds({**commands, **wrapper}, env, rounds=ROUNDS, runs=runs)
     samples = {tool: got[tool].wall for tool in commands}
     m, p = median(samples["manifesto"]), median(samples["python"])
     log(f"{NAME}: manifesto --version {m * 1000:.1f} ms, python -c pass {p * 1000:.1f} ms ({len(samples['python'])} runs each)")
@@ -72,6 +75,7 @@ def bench(ctx: Context) -> list[Result]:
 
     notes = {
         "runs": len(samples["manifesto"]),
+        "python_import_re_s": round(median(got["import re"].wall), 4),
         "within_100ms": m <= OLD_TARGET_S,
         "manifesto_spread": spread(samples["manifesto"]),
         "python_spread": spread(samples["python"]),

@@ -63,14 +63,16 @@ def test_all_is_exactly_the_lazy_exports() -> None:
 
 
 def _type_checking_imports() -> dict[str, str]:
-    """name -> module of the imports under `if TYPE_CHECKING:` in manifesto/__init__.py."""
+    """name -> module of the imports under `if TYPE_CHECKING:` in manifesto/__init__.py (but
+    typing's own names, which only annotate the module's code)."""
     tree = ast.parse((ROOT / "manifesto" / "__init__.py").read_text())
     found: dict[str, str] = {}
     for node in tree.body:
         if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
             for imp in node.body:
                 assert isinstance(imp, ast.ImportFrom) and imp.module, ast.dump(imp)
-                found.update({alias.name: imp.module for alias in imp.names})
+                if imp.module != "typing":
+                    found.update({alias.name: imp.module for alias in imp.names})
     return found
 
 

@@ -23,10 +23,13 @@ def test_version_and_the_parser_load_nothing_heavy():
     assert _loaded_after("from manifesto.cli.main import build_parser; build_parser()") == []
 
 
-def test_version_imports_no_argparse():
-    probe = "from manifesto.cli.main import main\nmain(['--version'])\nimport sys\nprint('argparse' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.split()[-1] == "False"
+def test_version_imports_no_argparse_and_no_typing():
+    probe = (
+        "from manifesto.cli.main import main\nmain(['--version'])\nimport sys\n"
+        "print('argparse' in sys.modules, 'typing' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split()[-2:] == ["False", "False"]
 
 
 def _rich_loaded_after(argv: list[str]) -> bool:

@@ -8,7 +8,8 @@ only with --debug.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # as in manifesto/__init__.py: typing is not imported to start
 
 if TYPE_CHECKING:  # imported where a parser is built: `--version` needs none (~3 ms)
     import argparse
