@@ -136,6 +136,7 @@ def copy_busybox(root: Path, name: str) -> None:
         (root / "bin" / slug / name).chmod(0o755)
 
 
-def buildah_global(root: Path) -> list[str]:
-    """buildah with its storage under `root` (vfs), as the peer of a publish benchmark."""
-    return ["buildah", "--root", str(root / "storage"), "--runroot", str(root / "run"), "--storage-driver", "vfs"]
+def buildah_global(root: Path, driver: str = "vfs") -> list[str]:
+    """buildah with its storage under `root` (the storage driver `driver`), as the peer of a
+    publish benchmark."""
+    return ["buildah", "--root", str(root / "storage"), "--runroot", str(root / "run"), "--storage-driver", driver]

@@ -3,11 +3,14 @@
 manifesto:  SOURCE_DATE_EPOCH=... manifesto publish -q -f platforms.yaml --image REG/bench-cache/manifesto-N
             (platforms.yaml: `builder: buildah`, the five platforms; the layer stores under the
             sandbox's $XDG_CACHE_HOME/manifesto, empty before the cold run)
-peer:       buildah --root R --runroot RR --storage-driver vfs build --layers --isolation chroot
+peer:       buildah --root R --runroot RR --storage-driver D build --layers --isolation chroot
                 --timestamp EPOCH --platform <the five> --manifest L -f Dockerfile CONTEXT
             buildah ... manifest push --all --tls-verify=false L docker://REG/bench-cache/buildah-N:1
             (R, RR empty before the cold run; the list L is removed, untimed, before each build so
-            it holds the five images of that build only, as manifesto's index does)
+            it holds the five images of that build only, as manifesto's index does; D is the
+            storage driver manifesto's buildah builds resolve to on this machine, overlay where
+            it works, else vfs: each side does the same work, and the run checks that manifesto's
+            stores used D)
 
 The matrix: the 5-arch base of bench.base_image (3 gzip layers, 100 MiB per arch), then a
 Dockerfile that COPYs a static busybox, RUNs CPU work under qemu (sha256 of RUN_MIB MiB of
@@ -88,8 +91,23 @@ def _check(host: str, repo: str, what: str) -> None:
         raise BenchError(f"{what}: {repo}:1 is not a {len(PLATFORMS)}-entry index")
 
 
-def manifesto_phases(ctx: Context, reg: Any, project: Path, spec: Path, n: int) -> dict[str, tuple[float, float, float]]:
-    """phase -> (wall s, CPU s, own peak RSS MiB) of manifesto's three publishes."""
+def storage_driver(ctx: Context) -> str:
+    """The storage driver manifesto's buildah builder resolves to in the benchmark's work
+    directory (storage.py: overlay where its probe works, else vfs)."""
+    from manifesto.builders.buildah import BuildahBuilder
+
+    root = ctx.work.fresh("cache-driver")
+    try:
+        return BuildahBuilder(storage=root).storage_driver
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def manifesto_phases(
+    ctx: Context, reg: Any, project: Path, spec: Path, n: int, driver: str
+) -> dict[str, tuple[float, float, float]]:
+    """phase -> (wall s, CPU s, own peak RSS MiB) of manifesto's three publishes, which must
+    have built in `driver` stores (the peer's driver)."""
     root = ctx.work.fresh("cache-manifesto")
     out = {}
     try:
@@ -101,13 +119,17 @@ def manifesto_phases(ctx: Context, reg: Any, project: Path, spec: Path, n: int) 
             p = run(argv, env, timeout=1800, own_rss=True)
             _check(reg.host, repo, f"manifesto publish ({phase})")
             out[phase] = (p.wall, p.cpu, p.maxrss_kib / 1024)
+        used = sorted(d.name for d in (root / "cache" / "manifesto" / "buildah").iterdir() if d.is_dir())
+        if used != [driver]:
+            raise BenchError(f"manifesto's buildah stores used {used}, the peer {driver}: not the same work")
         return out
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def buildah_phases(ctx: Context, reg: Any, project: Path, n: int) -> dict[str, tuple[float, float, float]]:
-    """phase -> (wall s, CPU s, -1) of buildah's build + push, the same three times."""
+def buildah_phases(ctx: Context, reg: Any, project: Path, n: int, driver: str) -> dict[str, tuple[float, float, float]]:
+    """phase -> (wall s, CPU s, -1) of buildah's build + push, the same three times, with the
+    storage driver `driver`."""
     root = ctx.work.fresh("cache-buildah")
     out = {}
     try:
@@ -117,13 +139,13 @@ def buildah_phases(ctx: Context, reg: Any, project: Path, n: int) -> dict[str, t
         for phase in PHASES:
             _phase_file(project, phase)
             if phase != "cold":
-                run([*buildah_global(root), "manifest", "rm", listname], env, check=False)
+                run([*buildah_global(root, driver), "manifest", "rm", listname], env, check=False)
             build = [
-                *buildah_global(root), "build", "--layers", "--isolation", "chroot", "--tls-verify=false",
+                *buildah_global(root, driver), "build", "--layers", "--isolation", "chroot", "--tls-verify=false",
                 "--timestamp", EPOCH, "--platform", ",".join(p for p, *_ in PLATFORMS), "--manifest", listname,
                 "-f", str(project / "Dockerfile"), str(project),
             ]  # fmt: skip
-            push = [*buildah_global(root), "manifest", "push", "--all", "--tls-verify=false",
+            push = [*buildah_global(root, driver), "manifest", "push", "--all", "--tls-verify=false",
                     listname, f"docker://{reg.host}/{repo}:1"]  # fmt: skip
             built = run(build, env, timeout=3600)
             pushed = run(push, env, timeout=3600)
@@ -139,13 +161,18 @@ def bench(ctx: Context) -> list[Result]:
     base = push_base(ctx, reg, "bench-cache/base", NAME)
     project = ctx.work.fresh("cache-project")
     spec = write_project(project, base)
+    driver = storage_driver(ctx)
+    log(f"{NAME}: buildah storage driver {driver} (both sides)")
     walls = {t: {p: [] for p in PHASES} for t in ("manifesto", "buildah")}
     cpus = {t: {p: [] for p in PHASES} for t in ("manifesto", "buildah")}
     rss: list[float] = []
     repeat = ctx.repeat(DEFAULT_REPEAT)
     for i, manifesto_first in interleaved(repeat):
         for tool in ("manifesto", "buildah") if manifesto_first else ("buildah", "manifesto"):
-            got = manifesto_phases(ctx, reg, project, spec, i) if tool == "manifesto" else buildah_phases(ctx, reg, project, i)
+            if tool == "manifesto":
+                got = manifesto_phases(ctx, reg, project, spec, i, driver)
+            else:
+                got = buildah_phases(ctx, reg, project, i, driver)
             for phase, (wall, cpu_s, peak) in got.items():
                 walls[tool][phase].append(wall)
                 cpus[tool][phase].append(cpu_s)

@@ -48,6 +48,18 @@ __all__ = ["require"]
 # registries
 
 
+@pytest.fixture(autouse=True)
+def _library_log_level() -> Iterator[None]:
+    """Each test starts at the library's own log level (warnings and up): a CLI run in-process
+    with -v or --debug lowers it for the whole process (manifesto.log.set_level)."""
+    from manifesto import log
+
+    saved = log._level, log._setup
+    log.set_level(30)
+    yield
+    log.set_level(*saved)
+
+
 def _start(directory: Path, auth: str = "none", **kwargs: Any) -> Registry:
     if not Path(REGISTRY_BIN).exists():
         missing(f"{REGISTRY_BIN} not installed (run `make system-deps`)")

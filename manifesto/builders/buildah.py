@@ -1,9 +1,10 @@
 """Build with buildah: `buildah build --platform ...` straight into an OCI image layout.
 
 Made to work unprivileged-container style on a plain host as root: private storage roots in
-manifesto's cache (never the system's /var/lib/containers), the vfs storage driver (overlay fails
-inside many containers and on some filesystems; vfs works everywhere, at the cost of disk for
-large images) and chroot isolation (no runc/crun or cgroups needed).
+manifesto's cache (never the system's /var/lib/containers), the overlay storage driver where a
+probe shows it works there and vfs elsewhere (storage.py: overlay fails inside many containers
+and on some filesystems; vfs works everywhere, at the cost of a full copy of the root
+filesystem for each step it runs) and chroot isolation (no runc/crun or cgroups needed).
 
 Builds cache their layers (`--layers`) in a persistent store per platform (cache.py: one store
 would hand one platform's cached layers to another), under that store's lock; `no_cache`
@@ -47,6 +48,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -66,6 +68,7 @@ from manifesto.builders.base import (
 from manifesto.builders.buildkey import EXPORT_DIR, EXPORT_TAG, PulledDigests, copy_layout_image
 from manifesto.builders.dirimage import copy_dir_image
 from manifesto.builders.cache import BLOB_CACHE, cache_home, platform_dir, prepare_blob_cache, store_lock
+from manifesto.builders.storage import BUILDAH_PROBE, OVERLAY, Probe, Verdict, choose, requested, run_probe
 from manifesto.builders.runner import Runner, apt_package, missing_tool_message
 from manifesto.errors import (
     BuildError,
@@ -106,7 +109,7 @@ class BuildahBuilder:
         runner: Runner | None = None,
         *,
         storage: Path | None = None,
-        storage_driver: str = "vfs",
+        storage_driver: str | None = None,
         isolation: str = "chroot",
         executable: str | None = None,
         credentials: Resolve | None = None,
@@ -115,17 +118,45 @@ class BuildahBuilder:
         self.credentials = credentials  # host -> Credential; None: manifesto's own lookup
         self.executable = executable or self.tool
         self.storage = Path(storage) if storage else default_storage(self.tool)
-        self.storage_driver = storage_driver
+        self._verdict = requested(storage_driver)  # None or "auto": probed when first needed
+        self._verdict_lock = threading.Lock()
         self.isolation = isolation
         self.pulled = PulledDigests(self.credentials or default_resolve)
         self.file_digests: dict[tuple[int, ...], str] = {}  # buildkey.context_digest's memo
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(storage={str(self.storage)!r}, driver={self.storage_driver!r})"
+        driver = self._verdict.driver if self._verdict is not None else "auto"  # repr does not probe
+        return f"{type(self).__name__}(storage={str(self.storage)!r}, driver={driver!r})"
 
     def cancel(self) -> None:
         """Stop running builds (Builder protocol): their process groups, through the runner."""
         self.runner.cancel()
+
+    # ---- the storage driver (storage.py) ---------------------------------------------------
+
+    @property
+    def storage_driver(self) -> str:
+        """The driver builds use: the explicit one, else overlay where the probe says it
+        works in this storage, else vfs (probed once, when first needed)."""
+        return self.storage_verdict.driver
+
+    @property
+    def storage_verdict(self) -> Verdict:
+        """storage_driver with the reason it was chosen."""
+        with self._verdict_lock:
+            if self._verdict is None:
+                self._verdict = choose(self.storage, self.executable, self.overlay_probe)
+            return self._verdict
+
+    probe_steps: Probe = BUILDAH_PROBE
+
+    def probe_args(self, root: Path, runroot: Path) -> list[str]:
+        """Global options for the probe's throw-away overlay store at `root`."""
+        return ["--root", str(root), "--runroot", str(runroot), "--storage-driver", OVERLAY]
+
+    def overlay_probe(self, work: Path) -> str | None:
+        """Whether overlay works in a store under `work` (storage.run_probe): None, or why not."""
+        return run_probe(self.runner, self.executable, self.probe_args, work, self.probe_steps)
 
     # ---- command lines (one place each, so podman overrides only what differs) -------------
 
@@ -172,6 +203,7 @@ class BuildahBuilder:
             "--format", requested_format(request),
             "--disable-compression=false",  # gzip layers, as a push would
             "--layers",
+            "--force-rm",  # a failed step's container too: on overlay it would stay mounted
             "-f", str(request.dockerfile),
         ]  # fmt: skip
         if request.no_cache:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,12 @@ LOCK_FILE = "lock"
 POLL = 0.2  # seconds between tries while another run holds a store
 TOOLS = ("buildah", "podman")  # the builders that keep a layer store here
 BLOB_CACHE = "blobs"  # in a store's directory: the builder's blob cache (prepare_blob_cache)
+# Beside a tool's driver directories (storage.py): the storage driver verdict, the lock its
+# probe runs under, and the prefix of the probe's throw-away store.
+DRIVER_VERDICT = "driver.json"
+DRIVER_LOCK = "driver.lock"
+PROBE_PREFIX = ".probe-"
+MNT_DETACH = 2  # umount2 flag: detach now, free once no longer busy
 
 
 def cache_home() -> Path:
@@ -62,9 +69,29 @@ def store_lock(
     """
     try:
         store.mkdir(parents=True, exist_ok=True)
-        fd = os.open(store / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as e:
         raise BuildError(f"cannot lock the build cache {store}: {e.strerror or e}") from None
+    with file_lock(store / LOCK_FILE, f"the build cache {store}", wait=wait, cancelled=cancelled, on_wait=on_wait) as held:
+        yield held
+
+
+@contextmanager
+def file_lock(
+    path: Path,
+    what: str,
+    *,
+    wait: bool = True,
+    cancelled: Callable[[], bool] = lambda: False,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[bool]:
+    """Hold the exclusive flock of the file at `path` (created if missing), which guards `what`.
+
+    store_lock's machinery for any lock file; its parent directory must exist.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise BuildError(f"cannot lock {what}: {e.strerror or e}") from None
     try:
         told = False
         while True:
@@ -78,9 +105,9 @@ def store_lock(
                 yield False
                 return
             if cancelled():
-                raise BuildError(f"cancelled while waiting for the build cache {store}")
+                raise BuildError(f"cancelled while waiting for {what}")
             if on_wait is not None and not told:
-                on_wait(f"waiting for the build cache {store}: another run is building there")
+                on_wait(f"waiting for {what}: another run is building there")
                 told = True
             time.sleep(POLL)
         yield True
@@ -127,7 +154,7 @@ def stores(root: Path | None = None) -> tuple[Path, ...]:
     for tool in TOOLS:
         base = root / tool
         if base.is_dir():
-            found += sorted(p for p in base.iterdir() if p.is_dir())
+            found += sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(PROBE_PREFIX))
     return tuple(found)
 
 
@@ -137,7 +164,11 @@ def prune(root: Path | None = None) -> tuple[Pruned, ...]:
     A store that a running build holds is left alone (its build would fail half-way). Lock
     files are never deleted: a build waiting on one must lock the file the next build locks.
     Each driver directory's other contents go only while every one of its store locks is held.
+    Mounts a killed overlay build left in a store are detached first (they would keep their
+    directories). Each tool's storage driver verdict is forgotten too (storage.py), so the next
+    build probes again: after the filesystem or its setup changed, this is how to re-probe.
     """
+    root = root or cache_home()
     out: list[Pruned] = []
     for driver_dir in stores(root):
         with ExitStack() as held:
@@ -147,15 +178,67 @@ def prune(root: Path | None = None) -> tuple[Pruned, ...]:
                     busy = True
                     out.append(Pruned(store, 0, busy=True))
                     continue
+                unmount_under(store)
                 out.append(Pruned(store, _empty(store, keep=LOCK_FILE)))
             if not busy:
                 others = [p for p in driver_dir.iterdir() if not (p.is_dir() and (p / LOCK_FILE).exists())]
+                for path in others:
+                    unmount_under(path)
                 freed = sum(disk_usage(p) for p in others)
                 for path in others:
                     _remove(path)
                 if freed:
                     out.append(Pruned(driver_dir, freed))
+    for tool in TOOLS:
+        _forget_driver(root / tool)
     return tuple(out)
+
+
+def _forget_driver(base: Path) -> None:
+    """Remove the storage driver verdict under the tool directory `base`, and what a killed
+    probe left, unless a probe is running there (it would write its verdict afterwards)."""
+    if not base.is_dir():
+        return
+    with file_lock(base / DRIVER_LOCK, f"the storage probe in {base}", wait=False) as held:
+        if held:
+            (base / DRIVER_VERDICT).unlink(missing_ok=True)
+            for path in base.glob(PROBE_PREFIX + "*"):
+                unmount_under(path)
+                _remove(path)
+
+
+def unmount_under(path: Path) -> None:
+    """Detach every mount at or below `path`, deepest first.
+
+    Why: buildah and podman (as root) mount each overlay container and bind-mount the store's
+    `overlay` directory onto itself, and unmount them when done; a process killed half-way
+    leaves them, and their directories cannot be removed while mounted. Needs root (a user
+    without it has no such mounts: a rootless store's live in the tool's own namespace).
+    """
+    try:
+        text = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        return
+    base = os.path.realpath(path)
+    points = set()
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 4:
+            point = _unescape(fields[4])
+            if point == base or point.startswith(base.rstrip("/") + "/"):
+                points.add(point)
+    if not points:
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for point in sorted(points, key=len, reverse=True):
+        libc.umount2(os.fsencode(point), MNT_DETACH)  # failing (not root, gone already): nothing to do
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path: space, tab, newline and backslash are written as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
 
 
 def _empty(store: Path, *, keep: str) -> int:

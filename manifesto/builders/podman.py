@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from manifesto.builders.buildah import BuildahBuilder
+from manifesto.builders.storage import PODMAN_PROBE
 from manifesto.oci.platform import Platform
 
 MAX_RUNROOT = 50  # podman 4.3 refuses a longer --runroot ("longer than 50 characters")
@@ -44,6 +45,11 @@ class PodmanBuilder(BuildahBuilder):
     def _short(self) -> Path:
         key = hashlib.sha256(str(self.storage_root.resolve()).encode()).hexdigest()[:8]
         return Path(tempfile.gettempdir()) / f"manifesto-podman-{key}"
+
+    probe_steps = PODMAN_PROBE
+
+    def probe_args(self, root: Path, runroot: Path) -> list[str]:
+        return [*super().probe_args(root, runroot), "--tmpdir", str(root / "tmp"), "--events-backend", "file"]
 
     def blob_cache(self, store: Path) -> Path | None:
         """None: podman 4.3's `push` has no `--blob-cache` (its `build` hides one, which alone

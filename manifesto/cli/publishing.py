@@ -451,9 +451,11 @@ def doctor(args: argparse.Namespace) -> int:
         builders, platforms, registry_check, fix=args.fix, on_line=lambda line: print(line, file=sys.stderr),
         plan=plan, insecure=args.insecure,
     )  # fmt: skip
-    builder = ", ".join(builders)
     names = ", ".join(str(p) for p in platforms) or "no platforms"
     if not problems:
+        from manifesto.builders.storage import describe  # with the storage driver builds use
+
+        builder = ", ".join(describe(name) for name in builders)
         where = f" and push to {', '.join(r.name for r in refs)}" if refs else ""
         print(f"ok: {builder or 'buildah'} can build {names} here{where}")
         return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 CAVEAT = "cached and uncached builds give the same digests under SOURCE_DATE_EPOCH only when every step is deterministic"
@@ -30,7 +31,10 @@ def test_dry_run_names_each_platforms_store_and_the_registry_cache(run_cli, tmp_
     rc, out, err = run_cli("publish", "-f", str(spec), "--dry-run")
     assert rc == 0, err
     section = _cache_section(out)
-    stores = tmp_home.cache / "manifesto" / "buildah" / "vfs"
+    # the driver the run would use: the one the storage probe chose and kept (storage.py)
+    driver = json.loads((tmp_home.cache / "manifesto" / "buildah" / "driver.json").read_text())["driver"]
+    assert driver in ("overlay", "vfs"), driver
+    stores = tmp_home.cache / "manifesto" / "buildah" / driver
     for platform, store in (("linux/amd64", "linux-amd64"), ("linux/s390x", "linux-s390x")):
         (row,) = [line for line in section if line.split()[:1] == [platform]]
         assert f"uses the local cache store {stores / store};" in row, row
