@@ -132,16 +132,21 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
+def _verbosity(word: str) -> bool:
+    return len(word) > 1 and word.strip("v") == "-"  # -v, -vv, ...
+
+
 def _command(argv: list[str]) -> str | None:
-    """The command `argv` names (its first word that is no global option), or None."""
+    """The command `argv` names: its first word, after global options spelled in full; None
+    when anything else comes first (`--help`, an abbreviation, `--`: the whole parser decides)."""
     words = iter(argv)
     for word in words:
-        if word in ("-h", "--help"):
-            return None
         if word == "--log-format":
             next(words, None)
         elif not word.startswith("-"):
             return word
+        elif not (word in ("--verbose", "--debug") or word.startswith("--log-format=") or _verbosity(word)):
+            return None
     return None
 
 

@@ -160,7 +160,11 @@ def test_a_command_line_that_names_its_command_builds_that_parser_alone(argv: li
     assert parsers[built[0]].format_help() == dict(COMMANDS)[built[0]].format_help()
 
 
-@pytest.mark.parametrize("argv", [[], ["--help"], ["-v"], ["--log-format", "json"], ["copyx", "a"], ["-h", "copy"]])
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["--help"], ["-v"], ["--log-format", "json"], ["copyx", "a"], ["-h", "copy"], ["--he", "copy"],
+     ["-vh", "copy"], ["--", "copy"], ["--log-f", "json", "copy"], ["-", "copy"]],
+)  # fmt: skip
 def test_a_command_line_without_a_known_command_gets_every_parser(argv: list[str]) -> None:
     from manifesto.cli.main import _command
 

@@ -944,3 +944,31 @@ def test_fetched_descriptor_is_of_the_exact_bytes() -> None:
     fetched = Fetched(MANIFEST, mediatype.OCI_MANIFEST, MANIFEST_DIGEST)
     d = fetched.descriptor()
     assert (d.media_type, d.digest, d.size) == (mediatype.OCI_MANIFEST, MANIFEST_DIGEST, len(MANIFEST))
+
+
+def test_a_cancelled_run_does_not_wait_for_the_access_probe_s_cancel() -> None:
+    """check_push cancels its upload session in the background; Ctrl-C (the run's task
+    cancelled) must not then wait for a registry slow to answer that DELETE."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(202, headers={"Location": "/v2/r/blobs/uploads/abc"})
+        if request.method == "DELETE":
+            await asyncio.sleep(30)
+        return httpx.Response(204)
+
+    async def run() -> None:
+        async with RegistryClient(HOST, transport=httpx.MockTransport(handler), attempts=1) as client:
+            await client.check_push("r", f"{HOST}/r")
+            await asyncio.sleep(30)  # the push the probe was for
+
+    async def main() -> float:
+        task = asyncio.ensure_future(run())
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) < 5

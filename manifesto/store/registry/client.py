@@ -115,9 +115,17 @@ class RegistryClient(Uploads):
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._cancels:
-            await asyncio.gather(*self._cancels, return_exceptions=True)
-        await self.http.aclose()
+        """Close the connections, after check_push's session cancels are done; when the run is
+        being cancelled itself (Ctrl-C), those are cancelled too rather than waited for."""
+        try:
+            if self._cancels:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    for pending in self._cancels:
+                        pending.cancel()
+                await asyncio.gather(*self._cancels, return_exceptions=True)
+        finally:
+            await self.http.aclose()
 
     # ---- one request, with auth and retries -----------------------------------------------
 
