@@ -18,7 +18,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from bench.common import Context, log, run, sandbox_env
+from bench.common import BenchError, Context, log, run, sandbox_env
 
 BASE_MIB = (60, 30, 10)  # the base's three layers, per platform
 # (platform, TARGETARCH + TARGETVARIANT as the plan passes them, Debian arch of its busybox)
@@ -136,7 +136,44 @@ def copy_busybox(root: Path, name: str) -> None:
         (root / "bin" / slug / name).chmod(0o755)
 
 
-def buildah_global(root: Path, driver: str = "vfs") -> list[str]:
+def buildah_global(root: Path, driver: str) -> list[str]:
     """buildah with its storage under `root` (the storage driver `driver`), as the peer of a
     publish benchmark."""
     return ["buildah", "--root", str(root / "storage"), "--runroot", str(root / "run"), "--storage-driver", driver]
+
+
+def buildah_driver(ctx: Context, label: str) -> str:
+    """The storage driver of the benchmark's buildah peer: the one manifesto's buildah builder
+    resolves to in the benchmark's work directory (manifesto/builders/storage.py: overlay where
+    its probe works, else vfs; STORAGE_DRIVER wins), logged.
+
+    Why: buildah itself picks overlay where it works, so a peer on vfs beside a manifesto on
+    overlay (or the reverse) would not be doing the same work. Resolved by the library, not
+    decided here; `check_driver` then confirms that manifesto's own stores used it.
+    """
+    from manifesto.builders.buildah import BuildahBuilder
+
+    root = ctx.work.fresh(f"{label}-driver")
+    try:
+        verdict = BuildahBuilder(storage=root).storage_verdict
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    log(f"{label}: buildah storage driver {verdict.driver} for both sides ({verdict.reason})")
+    return verdict.driver
+
+
+def buildah_stores(cache_home: Path) -> list[str]:
+    """The storage drivers of the buildah stores manifesto made under `cache_home` (the
+    $XDG_CACHE_HOME it ran with): one directory per driver (manifesto.builders.cache.stores)."""
+    from manifesto.builders.cache import stores
+
+    return sorted(p.name for p in stores(cache_home / "manifesto") if p.parent.name == "buildah")
+
+
+def check_driver(cache_home: Path, driver: str | None, what: str) -> None:
+    """Fail unless manifesto's buildah stores under `cache_home` used exactly `driver` (the
+    peer's), or, with None, unless there are none (a native publish runs no buildah)."""
+    used = buildah_stores(cache_home)
+    if used != ([driver] if driver else []):
+        peer = f"the peer {driver}" if driver else "expected none"
+        raise BenchError(f"{what}: manifesto's buildah stores used {used or 'no driver'}, {peer}: not the same work")

@@ -29,7 +29,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from bench.base_image import PLATFORMS, buildah_global, copy_busybox, push_base
+from bench.base_image import PLATFORMS, buildah_driver, buildah_global, check_driver, copy_busybox, push_base
 from bench.common import (
     MANIFESTO,
     BenchError,
@@ -91,18 +91,6 @@ def _check(host: str, repo: str, what: str) -> None:
         raise BenchError(f"{what}: {repo}:1 is not a {len(PLATFORMS)}-entry index")
 
 
-def storage_driver(ctx: Context) -> str:
-    """The storage driver manifesto's buildah builder resolves to in the benchmark's work
-    directory (storage.py: overlay where its probe works, else vfs)."""
-    from manifesto.builders.buildah import BuildahBuilder
-
-    root = ctx.work.fresh("cache-driver")
-    try:
-        return BuildahBuilder(storage=root).storage_driver
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def manifesto_phases(
     ctx: Context, reg: Any, project: Path, spec: Path, n: int, driver: str
 ) -> dict[str, tuple[float, float, float]]:
@@ -119,9 +107,7 @@ def manifesto_phases(
             p = run(argv, env, timeout=1800, own_rss=True)
             _check(reg.host, repo, f"manifesto publish ({phase})")
             out[phase] = (p.wall, p.cpu, p.maxrss_kib / 1024)
-        used = sorted(d.name for d in (root / "cache" / "manifesto" / "buildah").iterdir() if d.is_dir())
-        if used != [driver]:
-            raise BenchError(f"manifesto's buildah stores used {used}, the peer {driver}: not the same work")
+        check_driver(root / "cache", driver, "manifesto publish")
         return out
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -161,8 +147,7 @@ def bench(ctx: Context) -> list[Result]:
     base = push_base(ctx, reg, "bench-cache/base", NAME)
     project = ctx.work.fresh("cache-project")
     spec = write_project(project, base)
-    driver = storage_driver(ctx)
-    log(f"{NAME}: buildah storage driver {driver} (both sides)")
+    driver = buildah_driver(ctx, NAME)
     walls = {t: {p: [] for p in PHASES} for t in ("manifesto", "buildah")}
     cpus = {t: {p: [] for p in PHASES} for t in ("manifesto", "buildah")}
     rss: list[float] = []

@@ -2,12 +2,14 @@
 
 manifesto:  SOURCE_DATE_EPOCH=... manifesto publish -f platforms.yaml --image REG/bench-native/manifesto-N
             (platforms.yaml: `builder: native`, the five platforms)
-peer:       buildah --root R --runroot RR --storage-driver vfs build --isolation chroot --tls-verify=false
+peer:       buildah --root R --runroot RR --storage-driver D build --isolation chroot --tls-verify=false
                 --platform linux/amd64,linux/arm64/v8,linux/arm/v7,linux/ppc64le,linux/s390x
                 --manifest L -f Dockerfile CONTEXT
-            buildah --root R --runroot RR --storage-driver vfs manifest push --all --tls-verify=false
+            buildah --root R --runroot RR --storage-driver D manifest push --all --tls-verify=false
                 L docker://REG/bench-native/buildah-N:1
-            (R, RR fresh and empty each time: a CI runner's first build)
+            (R, RR fresh and empty each time: a CI runner's first build; D the storage driver
+            buildah picks on this machine, which is the one manifesto's buildah builds resolve
+            to: overlay where it works, else vfs, bench.base_image.buildah_driver)
 
 The base (bench.base_image), written once as an OCI layout and pushed with skopeo into REG/bench-native/base:1, is
 an index of five images of three gzip layers each (BASE_MIB = 60 + 30 + 10 MiB of os.urandom
@@ -17,13 +19,14 @@ the test suite's cache: scripts/fetch-busybox.sh) picked by ${TARGETARCH}${TARGE
 config instructions. Both push into a repository of the base's
 registry that did not exist before (a new name every repetition), so both can mount the base
 layers and neither can skip the new ones. After each publish the target must hold a five-entry
-index (untimed). Target: manifesto / buildah ≤ 0.1.
+index (untimed), and manifesto must have run no buildah (its cache holds no buildah store).
+Target: manifesto / buildah ≤ 0.1.
 
 native-rss: peak RSS of `manifesto build -o DIR --builder native --platform linux/amd64` of
 `FROM scratch` + `COPY . /data/` over a 500 MiB context (five 100 MiB random files), from
 `/usr/bin/time -f %M` (see bench.common.run); the judged figure is the largest of the
-repetitions, target ≤ 100 MiB. The peer is `buildah build` of the same Dockerfile into an OCI
-layout, for scale only.
+repetitions, target ≤ 100 MiB. The peer is `buildah build` (storage driver D) of the same
+Dockerfile into an OCI layout, for scale only.
 """
 
 from __future__ import annotations
@@ -33,7 +36,16 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from bench.base_image import BASE_MIB, PLATFORMS, buildah_global, copy_busybox, push_base, random_file
+from bench.base_image import (
+    BASE_MIB,
+    PLATFORMS,
+    buildah_driver,
+    buildah_global,
+    check_driver,
+    copy_busybox,
+    push_base,
+    random_file,
+)
 from bench.common import (
     MANIFESTO,
     BenchError,
@@ -88,23 +100,25 @@ def publish_manifesto(ctx: Context, reg: Any, spec: Path, n: int) -> tuple[float
         p = run([MANIFESTO, "publish", "-q", "-f", spec, "--image", f"{reg.host}/{repo}"], env, timeout=1800)
         if index_children(reg.host, repo, "1") != len(PLATFORMS):
             raise BenchError(f"manifesto publish: {repo}:1 is not a {len(PLATFORMS)}-entry index")
+        check_driver(root / "cache", None, "manifesto publish (native)")
         return p.wall, p.cpu
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def publish_buildah(ctx: Context, reg: Any, project: Path, n: int) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of the build and the push together, from empty storage."""
+def publish_buildah(ctx: Context, reg: Any, project: Path, n: int, driver: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of the build and the push together, from empty storage on
+    the storage driver `driver`."""
     root = ctx.work.fresh("native-buildah")
     try:
         env = sandbox_env(root, SOURCE_DATE_EPOCH=EPOCH)
         repo = f"bench-native/buildah-{n}"
         build = [
-            *buildah_global(root), "build", "--isolation", "chroot", "--tls-verify=false",
+            *buildah_global(root, driver), "build", "--isolation", "chroot", "--tls-verify=false",
             "--platform", ",".join(p for p, *_ in PLATFORMS), "--manifest", "localhost/bench-native-list",
             "-f", str(project / "Dockerfile"), str(project),
         ]  # fmt: skip
-        push = [*buildah_global(root), "manifest", "push", "--all", "--tls-verify=false",
+        push = [*buildah_global(root, driver), "manifest", "push", "--all", "--tls-verify=false",
                 "localhost/bench-native-list", f"docker://{reg.host}/{repo}:1"]  # fmt: skip
         built = run(build, env, timeout=3600)
         pushed = run(push, env, timeout=3600)
@@ -115,7 +129,7 @@ def publish_buildah(ctx: Context, reg: Any, project: Path, n: int) -> tuple[floa
         shutil.rmtree(root, ignore_errors=True)
 
 
-def bench_publish(ctx: Context) -> Result:
+def bench_publish(ctx: Context, driver: str) -> Result:
     reg = ctx.registry()
     base = push_base(ctx, reg, "bench-native/base", NAME)
     project = ctx.work.fresh("native-project")
@@ -129,7 +143,7 @@ def bench_publish(ctx: Context) -> Result:
             if tool == "manifesto":
                 wall, cpu_s = publish_manifesto(ctx, reg, spec, i)
             else:
-                wall, cpu_s = publish_buildah(ctx, reg, project, i)
+                wall, cpu_s = publish_buildah(ctx, reg, project, i, driver)
             samples[tool].append(wall)
             cpu[tool].append(cpu_s)
         log(f"{NAME} {i + 1}/{repeat}: manifesto {samples['manifesto'][-1]:.2f} s, buildah {samples['buildah'][-1]:.1f} s")
@@ -137,10 +151,11 @@ def bench_publish(ctx: Context) -> Result:
         NAME, samples, cpu, "buildah", "buildah build --manifest + manifest push --all", TARGET,
         base=f"{len(PLATFORMS)} platforms x {' + '.join(map(str, BASE_MIB))} MiB gzip layers (random)",
         app="one COPY of busybox-static (1.3-2.5 MB) per platform + 6 config instructions",
+        storage_driver=f"{driver} (buildah; manifesto's native builder keeps no layer store)",
     )
 
 
-def bench_rss(ctx: Context) -> Result:
+def bench_rss(ctx: Context, driver: str) -> Result:
     project = ctx.work.fresh("native-rss-context")
     log(f"{RSS_NAME}: writing a {CONTEXT_FILES * CONTEXT_FILE_MIB} MiB context")
     for n in range(CONTEXT_FILES):
@@ -161,8 +176,9 @@ def bench_rss(ctx: Context) -> Result:
                 if tool == "manifesto":
                     argv = [MANIFESTO, "build", "-q", "-f", spec, "--builder", "native", "-o", out]
                 else:
-                    argv = [*buildah_global(root), "build", "--isolation", "chroot", "--platform", "linux/amd64",
-                            "-f", project / "Dockerfile", "-t", f"oci:{out}:1", project]  # fmt: skip
+                    argv = [*buildah_global(root, driver), "build", "--isolation", "chroot",
+                            "--platform", "linux/amd64", "-f", project / "Dockerfile", "-t", f"oci:{out}:1",
+                            project]  # fmt: skip
                 p = run(argv, env, timeout=1800, rss=True)
             finally:
                 shutil.rmtree(root, ignore_errors=True)
@@ -172,8 +188,10 @@ def bench_rss(ctx: Context) -> Result:
     return rss_result(
         RSS_NAME, rss, walls, "buildah", "buildah build", RSS_TARGET_MIB,
         context=f"{CONTEXT_FILES} x {CONTEXT_FILE_MIB} MiB random files, FROM scratch + COPY . /data/",
+        storage_driver=f"{driver} (buildah)",
     )
 
 
 def bench(ctx: Context) -> list[Result]:
-    return [bench_publish(ctx), bench_rss(ctx)]
+    driver = buildah_driver(ctx, NAME)
+    return [bench_publish(ctx, driver), bench_rss(ctx, driver)]
