@@ -1,6 +1,6 @@
 """Builders behind one protocol: buildah, podman, docker buildx, native; `auto` picks per Dockerfile.
 
-The builder names are defined by the spec's model (matrix.model, below this layer, so the pure
+The builder names are defined beside the spec (matrix/names.py, below this layer, so the pure
 matrix checks them) and offered here beside get_builder; this module imports no builder until
 one is asked for, so the CLI's `--builder` choices cost nothing; the protocol types and Runner
 load on first use. `auto` (the default) is no builder of its own: choose() turns it into
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from manifesto.errors import ManifestoError, UsageError
-from manifesto.matrix.model import AUTO, BUILDER_NAMES, BUILDERS, DEFAULT_BUILDER
+from manifesto.matrix.names import AUTO, BUILDER_NAMES, BUILDERS, DEFAULT_BUILDER
 
 if TYPE_CHECKING:
     from manifesto.builders.base import Builder, BuildRequest, BuiltImage, Problem

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from manifesto.builders import BUILDER_NAMES
+from manifesto.matrix.names import BUILDER_NAMES
 
 
 def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:

@@ -15,13 +15,6 @@ from manifesto.oci.descriptor import STRIP
 from manifesto.oci.platform import Platform
 from manifesto.oci.reference import LAYOUT_PREFIX, Reference
 
-# The builder names build.builder and --builder accept. They live here, in the spec's own model,
-# so the pure matrix checks them without importing manifesto.builders (which sits above it and
-# re-exports them beside get_builder). `auto` is no builder: jobs.builds chooses per Dockerfile.
-AUTO = "auto"
-DEFAULT_BUILDER = AUTO
-BUILDERS = ("buildah", "podman", "buildx", "native")  # each one a builder get_builder makes
-BUILDER_NAMES = (AUTO, *BUILDERS)
 
 # arch_tag placeholders, in the order the docs list them.
 PLACEHOLDERS = ("registry", "repository", "name", "tag", "os", "arch", "variant", "arch_ns", "platform_slug")

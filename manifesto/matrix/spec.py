@@ -32,8 +32,6 @@ from manifesto.matrix.located import (
     yaml_error_line,
 )
 from manifesto.matrix.model import (
-    BUILDER_NAMES,
-    DEFAULT_BUILDER,
     LAYOUT_PREFIX,
     PLACEHOLDERS,
     BuildSettings,
@@ -44,6 +42,7 @@ from manifesto.matrix.model import (
     arch_tag_values,
     render_arch_tag,
 )
+from manifesto.matrix.names import BUILDER_NAMES, DEFAULT_BUILDER
 from manifesto.matrix.targets import targets_section
 from manifesto.oci.descriptor import ATTESTATIONS, STRIP
 from manifesto.oci.mediatype import FORMATS
