@@ -15,17 +15,14 @@ Each platform's image is kept in its store's directory as an OCI layout (buildke
 beside the build key of its inputs (buildkey.py): a build whose key is the saved one runs no
 buildah at all and copies that image into the requested layout, byte for byte. Otherwise the
 platform is built into its store under a fixed local name (kept there: the last step's image is
-the cache of that step), `push`ed into that export as `oci:DIR:TAG` and copied out from there.
-Both the build and the push use the store's blob cache (`--blob-cache`, see
-cache.prepare_blob_cache): the build's pulls keep each base layer's compressed bytes there, and
-the push takes them instead of compressing the base again (for a ~100 MiB base, seconds of CPU
-per platform on every export). Exported base layers are therefore the bytes the base's registry
-serves, in every store alike.
-The oci: transport can only hold OCI manifests (it converts anything else), so a Docker-format
-build (`media_format="docker"`) is pushed to a private `dir:` directory instead, whose bytes
-are copied into the export. (With --timestamp,
-buildah 1.28 still writes a random container ID and hostname into a Docker config; those two
-fields are made fixed first, so Docker-format builds are reproducible too.)
+the cache of that step), `push`ed into that export as `oci:DIR:TAG` (which writes only the blobs
+the previous image there lacks: export.py) and copied out from there. Both the build and the
+push use the store's blob cache (cache.prepare_blob_cache), so a push takes each pulled base
+layer's compressed bytes instead of compressing the base again: exported base layers are the
+bytes the base's registry serves, in every store alike. The oci: transport can only hold OCI
+manifests, so a Docker-format build goes through a private `dir:` directory (dirimage.py;
+buildah 1.28 writes a random container ID and hostname into a Docker config even with
+--timestamp: those are made fixed, so Docker-format builds are reproducible too).
 
 buildah sets TARGETPLATFORM/TARGETOS/TARGETARCH/TARGETVARIANT itself from --platform (checked on
 1.28: the same values the plan computes, TARGETVARIANT only when the platform has a variant), so
@@ -47,7 +44,6 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -66,9 +62,10 @@ from manifesto.builders.base import (
     validate_request,
 )
 from manifesto.builders.buildkey import EXPORT_DIR, EXPORT_TAG, PulledDigests, copy_layout_image
-from manifesto.builders.dirimage import copy_dir_image
+from manifesto.builders.dirimage import export_via_dir
+from manifesto.builders.export import keep_last
 from manifesto.builders.cache import BLOB_CACHE, cache_home, platform_dir, prepare_blob_cache, store_lock
-from manifesto.builders.storage import BUILDAH_PROBE, OVERLAY, Probe, Verdict, choose, requested, run_probe
+from manifesto.builders.storage import BUILDAH_PROBE, OVERLAY, Probe, Verdict, choose, kept, requested, run_probe
 from manifesto.builders.runner import Runner, apt_package, missing_tool_message
 from manifesto.errors import (
     BuildError,
@@ -123,6 +120,9 @@ class BuildahBuilder:
         self.isolation = isolation
         self.pulled = PulledDigests(self.credentials or default_resolve)
         self.file_digests: dict[tuple[int, ...], str] = {}  # buildkey.context_digest's memo
+        # One walk of a context at a time: the platforms of a run share one, and builds start
+        # together, so each would read every file before any finds it in the memo.
+        self._context_locks: dict[Path, threading.Lock] = {}
 
     def __repr__(self) -> str:
         driver = self._verdict.driver if self._verdict is not None else "auto"  # repr does not probe
@@ -147,6 +147,12 @@ class BuildahBuilder:
             if self._verdict is None:
                 self._verdict = choose(self.storage, self.executable, self.overlay_probe)
             return self._verdict
+
+    def known_store(self, platform: Platform) -> Path | None:
+        """store(platform) if the driver is known without a probe (chosen, or kept), else None."""
+        with self._verdict_lock:
+            self._verdict = self._verdict or kept(self.storage, self.executable)
+        return self.store(platform) if self._verdict is not None else None
 
     probe_steps: Probe = BUILDAH_PROBE
 
@@ -307,12 +313,7 @@ class BuildahBuilder:
         existed = request.output.exists()
         store = self.store(request.platform)
         try:
-            with (
-                store_lock(store, cancelled=lambda: self.runner.cancelled, on_wait=lines),
-                registry_access(request, own_args(request.platform), self.credentials) as access,
-            ):
-                if access.insecure_hosts:
-                    log.info("registries_without_tls", builder=self.name, hosts=list(access.insecure_hosts))
+            with store_lock(store, cancelled=lambda: self.runner.cancelled, on_wait=lines):
                 if (blobs := self.blob_cache(store)) is not None:
                     prepare_blob_cache(store, blobs, layers=store / "root")
                 key = self.build_key(request)
@@ -320,11 +321,7 @@ class BuildahBuilder:
                 if unchanged and key is not None and self._reuse(request, store):
                     lines(f"unchanged since the last build (key {key[:12]}): reused its image from {store}")
                 else:
-                    buildkey.forget(store)
-                    self._build_export(request, store, lines, label, access)
-                    if key is not None and self._key_kept(request, key):
-                        buildkey.save(store, key)
-                    self._copy_out(request, store)
+                    self._build_keyed(request, store, key, lines, label)
         except BaseException:
             if not existed:
                 _remove_if_untagged(request.output)
@@ -337,6 +334,21 @@ class BuildahBuilder:
             )
         log.info("build_done", builder=self.name, platform=label, digest=str(built.digest))
         return built
+
+    def _build_keyed(
+        self, request: BuildRequest, store: Path, key: str | None, on_line: Callable[[str], None], label: str
+    ) -> None:
+        """Build `request` in `store`, save `key` as its key, copy the image out. The
+        registries' credentials are looked up here, not before the key is compared: a build
+        that reuses its image needs none (and the lookup may load the keyring)."""
+        with registry_access(request, own_args(request.platform), self.credentials) as access:
+            if access.insecure_hosts:
+                log.info("registries_without_tls", builder=self.name, hosts=list(access.insecure_hosts))
+            buildkey.forget_key(store)
+            self._build_export(request, store, on_line, label, access)
+            if key is not None and self._key_kept(request, key):
+                buildkey.save(store, key)
+            self._copy_out(request, store)
 
     def build_key(self, request: BuildRequest) -> str | None:
         """The key of `request`'s inputs (buildkey.py); None when one cannot be had."""
@@ -368,7 +380,9 @@ class BuildahBuilder:
         if bases is None:
             return None
         try:
-            context = buildkey.context_digest(request.context, request.dockerfile, self.file_digests)
+            walk = self._context_locks.setdefault(request.context.resolve(), threading.Lock())  # atomic
+            with walk:
+                context = buildkey.context_digest(request.context, request.dockerfile, self.file_digests)
         except (OSError, ManifestoError) as e:  # unreadable: the build itself says what
             log.info("build_key_unavailable", platform=platform, reason=str(e))
             return None
@@ -413,18 +427,24 @@ class BuildahBuilder:
         """Build `request` into the store's export layout (buildkey.EXPORT_DIR) as EXPORT_TAG.
 
         The build commits to the local name, whose last step is then cached too, and the image
-        is pushed from there. Building straight to `oci:` saves that push but breaks in buildah
-        1.28 whenever the last step is a cache hit ("locating new copy of image ... image not
-        known"), and with --cache-to ("repository name must have at least one component").
-        A Docker-format image goes through `dir:` (_push_via_dir).
+        is pushed from there into the previous export, which gets only the blobs it lacks
+        (export.py; --no-cache starts from an empty export). Building straight to `oci:` saves
+        that push but breaks in buildah 1.28 whenever the last step is a cache hit ("locating
+        new copy of image ... image not known"), and with --cache-to ("repository name must
+        have at least one component"). A Docker-format image goes through `dir:`
+        (dirimage.export_via_dir), into an empty export: that push writes every blob anyway.
         """
         export = store / EXPORT_DIR
         build = self.build_args(request, LOCAL_IMAGE, access.authfile, self.blob_cache(store))
         self.runner.run(self.command(*build, platform=request.platform), on_line=on_line, label=label, env=access.env)
-        if requested_format(request) == "oci":
+        oci = requested_format(request) == "oci"
+        keep_last(export, EXPORT_TAG, fresh=request.no_cache or not oci)
+        if oci:
             self._push(request, f"{LAYOUT_PREFIX}{export}:{EXPORT_TAG}", on_line, label, access)
         else:
-            self._push_via_dir(request, export, on_line, label, access)
+            push = lambda destination: self._push(request, destination, on_line, label, access)  # noqa: E731
+            export_via_dir(push, export, EXPORT_TAG, self.tool, reproducible=request.source_date_epoch is not None)
+        keep_last(export, EXPORT_TAG)
 
     def push_args(self, destination: str, authfile: Path, blobs: Path | None = None) -> list[str]:
         """The `push` arguments: the built image to `destination`, layers gzip-compressed, a
@@ -443,25 +463,6 @@ class BuildahBuilder:
         blobs = self.blob_cache(self.store(request.platform))
         argv = self.command(*self.push_args(destination, access.authfile, blobs), platform=request.platform)
         self.runner.run(argv, on_line=on_line, label=label, env=access.env)
-
-    def _push_via_dir(
-        self, request: BuildRequest, layout: Path, on_line: Callable[[str], None], label: str, access: Access
-    ) -> None:
-        """Push to a private `dir:` directory (which keeps a Docker manifest as it is), then
-        copy the image into `layout` as EXPORT_TAG (see copy_dir_image)."""
-        layout.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".manifesto-{self.tool}-", dir=layout.parent))
-        try:
-            image = tmp / "image"
-            self._push(request, f"dir:{image}", on_line, label, access)
-            copy_dir_image(
-                image,
-                LayoutStore(layout, create=True),
-                EXPORT_TAG,
-                reproducible=request.source_date_epoch is not None,
-            )
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def trim_unconsumed_warning(on_line: Callable[[str], None], implicit: frozenset[str]) -> Callable[[str], None]:

@@ -331,9 +331,15 @@ def saved(store: Path) -> str | None:
 
 
 def forget(store: Path) -> None:
-    """Drop the saved key and the last image (before a build replaces them)."""
-    (store / KEY_FILE).unlink(missing_ok=True)
+    """Drop the saved key and the last image."""
+    forget_key(store)
     shutil.rmtree(store / EXPORT_DIR, ignore_errors=True)
+
+
+def forget_key(store: Path) -> None:
+    """Drop the saved key alone (before a build replaces the image, whose blobs its push may
+    reuse: export.py)."""
+    (store / KEY_FILE).unlink(missing_ok=True)
 
 
 def save(store: Path, key: str) -> None:

@@ -208,7 +208,8 @@ def _forget_driver(base: Path) -> None:
 
 
 def unmount_under(path: Path) -> None:
-    """Detach every mount at or below `path`, deepest first.
+    """Detach every mount below `path` (not one at `path` itself: a volume mounted there is
+    the user's), deepest first.
 
     Why: buildah and podman (as root) mount each overlay container and bind-mount the store's
     `overlay` directory onto itself, and unmount them when done; a process killed half-way
@@ -225,7 +226,7 @@ def unmount_under(path: Path) -> None:
         fields = line.split()
         if len(fields) > 4:
             point = _unescape(fields[4])
-            if point == base or point.startswith(base.rstrip("/") + "/"):
+            if point.startswith(base.rstrip("/") + "/"):
                 points.add(point)
     if not points:
         return

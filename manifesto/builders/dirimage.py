@@ -8,6 +8,9 @@ and (for reproducible builds) fixing the per-build fields buildah 1.28 writes in
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from manifesto.errors import ContentError
@@ -16,6 +19,20 @@ from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageManifest, detect_media_type
 from manifesto.store.layout import LayoutStore
+
+
+def export_via_dir(push: Callable[[str], None], layout: Path, tag: str, tool: str, *, reproducible: bool) -> None:
+    """`push(destination)` the built image to a private `dir:` directory (which keeps a Docker
+    manifest as it is, where `oci:` would convert it), then copy it into the layout at `layout`
+    as `tag` (copy_dir_image); the directory is removed whatever happens."""
+    layout.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".manifesto-{tool}-", dir=layout.parent))
+    try:
+        image = tmp / "image"
+        push(f"dir:{image}")
+        copy_dir_image(image, LayoutStore(layout, create=True), tag, reproducible=reproducible)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def copy_dir_image(source: Path, dst: LayoutStore, tag: str, *, reproducible: bool = False) -> None:

@@ -12,11 +12,12 @@ An explicit choice wins and nothing is probed: the builder's `storage_driver=` o
 a throw-away overlay store beside the build stores what a build needs: a container with one
 layer under it (buildah: a committed one; podman: an imported one), mounted read-write, read
 and written through the mount, then unmounted. overlay when every step worked, else vfs, with
-the reason (a debug log line, `storage_driver_fallback`). The verdict is kept on disk beside
-the stores (cache.DRIVER_VERDICT) under a key of what it depends on — the tool's executable
-(path, size, mtime), the kernel release, the user, the filesystem the stores are on, and the
-storage settings (`STORAGE_OPTS`, storage.conf) — so each storage location and tool is probed
-once, and again after an upgrade. The probe runs under a lock file (cache.DRIVER_LOCK): builds
+the reason (a log line, `storage_driver_fallback`). A verdict from a probe that could not run
+(the tool did not answer, the storage could not be written) holds for this run only; otherwise
+it is kept on disk beside the stores (cache.DRIVER_VERDICT) under a key of what it depends on —
+the tool's executable (path, size, mtime), the kernel release, the user and its capabilities,
+the filesystem the stores are on, and the storage settings (`STORAGE_OPTS`, storage.conf) — so
+each storage location and tool is probed once, and again after an upgrade. The probe runs under a lock file (cache.DRIVER_LOCK): builds
 starting at once wait for one probe and read its verdict. `cache prune` forgets the verdict.
 """
 
@@ -80,6 +81,11 @@ PODMAN_PROBE = Probe(
     mount=("mount", "manifesto-probe"),
     unmount=("unmount", "--all"),
 )
+
+
+class NotKept(str):
+    """A probe's failure that says nothing of overlay (the tool did not start or answer, the
+    storage could not be written): vfs for this run, and the next run probes again."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +162,8 @@ def _probed(storage: Path, key: str, probe: Callable[[Path], str | None]) -> Ver
             unmount_under(work)
             shutil.rmtree(work, ignore_errors=True)
         verdict = Verdict(OVERLAY, "auto: overlay works here") if why is None else Verdict(VFS, f"auto: {why}")
-        _write(storage, key, verdict)
+        if not isinstance(why, NotKept):
+            _write(storage, key, verdict)
     return verdict
 
 
@@ -184,6 +191,7 @@ def probe_key(executable: str, storage: Path, environ: Mapping[str, str]) -> str
         "tool": tool,
         "kernel": os.uname().release,
         "uid": str(os.geteuid()),
+        "capabilities": _capabilities(),  # root in a container without CAP_SYS_ADMIN cannot mount
         "filesystem": str(os.stat(storage).st_dev),
         "STORAGE_OPTS": environ.get("STORAGE_OPTS", ""),
         "CONTAINERS_STORAGE_CONF": environ.get("CONTAINERS_STORAGE_CONF", ""),
@@ -195,6 +203,27 @@ def probe_key(executable: str, storage: Path, environ: Mapping[str, str]) -> str
         except OSError:
             continue
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _capabilities() -> str:
+    """This process's effective capabilities (CapEff of /proc/self/status), or ''."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def kept(storage: Path, executable: str, environ: Mapping[str, str] | None = None) -> Verdict | None:
+    """The verdict an earlier probe kept for builds in `storage`, if it still holds; probes
+    nothing and writes nothing (what `publish --dry-run` may do)."""
+    try:
+        key = probe_key(executable, storage, os.environ if environ is None else environ)
+    except OSError:
+        return None
+    return _read(storage, key) if key is not None else None
 
 
 def run_probe(
@@ -210,7 +239,7 @@ def run_probe(
     try:
         runroot = Path(tempfile.mkdtemp(prefix="manifesto-probe-"))
     except OSError as e:
-        return f"no temp directory for the probe: {e.strerror or e}"
+        return NotKept(f"no temp directory for the probe: {e.strerror or e}")
     try:
         return _run_probe(runner, [executable, *global_args(work / "root", runroot)], work, steps)
     finally:
@@ -224,7 +253,7 @@ def _run_probe(runner: Runner, prefix: list[str], work: Path, steps: Probe) -> s
         tar.write_bytes(_probe_tar())
         auth.write_text("{}\n")
     except OSError as e:
-        return f"the storage cannot be written: {e.strerror or e}"
+        return NotKept(f"the storage cannot be written: {e.strerror or e}")
     # An empty auth file of its own: with DOCKER_CONFIG naming a directory without a
     # config.json, buildah 1.28 refuses even `from scratch` ("checking authfile").
     env = {"REGISTRY_AUTH_FILE": str(auth)}
@@ -249,7 +278,7 @@ def _run_probe(runner: Runner, prefix: list[str], work: Path, steps: Probe) -> s
             return f"the overlay mount {where} cannot be read and written: {e.strerror or e}"
         return None
     except BuildError as e:  # the tool did not start or did not answer
-        return str(e)
+        return NotKept(e)
     finally:
         try:
             run(steps.unmount)

@@ -233,7 +233,7 @@ def cache_lines(plan: Plan, choices: Sequence[Choice], options: Options) -> list
     its old output; the digests of a cached and an uncached build match only when it does not.
     """
     from manifesto.builders import get_builder
-    from manifesto.builders.cache import TOOLS  # the builders that keep a local layer store
+    from manifesto.builders.cache import TOOLS, platform_dir  # TOOLS: the builders that keep a local layer store
 
     steps = [(s, c.builder) for s, c in zip(plan.build_steps, choices) if c.builder in TOOLS]
     if not steps:
@@ -241,7 +241,14 @@ def cache_lines(plan: Plan, choices: Sequence[Choice], options: Options) -> list
     cache_from, cache_to = registry_cache(plan, options)
     remote = ", ".join(f"{k} {v}" for k, v in (("from", cache_from), ("to", cache_to)) if v)
     tools = {name: get_builder(name) for name in dict.fromkeys(name for _, name in steps)}
-    rows = [(str(step.platform), name, str(tools[name].store(step.platform))) for step, name in steps]
+    def store(step: BuildStep, name: str) -> str:
+        """The step's store; its driver only when known without a probe (a dry run mounts nothing)."""
+        builder = tools[name]
+        known = builder.known_store(step.platform)  # type: ignore[attr-defined]
+        unknown = "<overlay where it works, else vfs: probed at the first build>"
+        return str(known or Path(builder.storage, unknown, platform_dir(step.platform)))  # type: ignore[attr-defined]
+
+    rows = [(str(step.platform), name, store(step, name)) for step, name in steps]
     width = [max(len(r[i]) for r in rows) for i in range(2)]
     reuse = "rebuilds every step (--no-cache), then stores the layers in" if options.no_cache else "uses the local cache store"
     lines = ["build cache"]

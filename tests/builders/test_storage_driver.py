@@ -313,3 +313,50 @@ def test_a_failed_build_on_overlay_leaves_no_container_mounted(tmp_path: Path, u
     assert _mounts_under(tmp_path) == []  # the failed step's container went with its mount
     listed = subprocess.run([*b.command("containers", "--quiet", platform=AMD64)], capture_output=True, text=True)
     assert listed.returncode == 0 and listed.stdout.strip() == "", listed
+
+
+def test_a_probe_that_could_not_run_holds_for_this_run_only(tmp_path: Path, tool: str) -> None:
+    """A tool that does not answer says nothing of overlay: vfs now, and the next builder
+    probes again instead of keeping vfs until `cache prune`."""
+    from manifesto.errors import BuildError
+
+    class Silent(ProbeRunner):
+        def capture(self, argv, **kw):  # type: ignore[no-untyped-def, override]
+            if _subcommand([str(a) for a in argv]) == "mount":
+                raise BuildError("buildah did not answer within 60s")
+            return super().capture(argv, **kw)
+
+    b = BuildahBuilder(Silent(), storage=tmp_path / "s", executable=tool)
+    assert b.storage_driver == "vfs" and "did not answer" in b.storage_verdict.reason
+    assert not (tmp_path / "s" / DRIVER_VERDICT).exists()
+    again = ProbeRunner()
+    assert BuildahBuilder(again, storage=tmp_path / "s", executable=tool).storage_driver == "overlay"
+    assert "mount" in again.subcommands()
+
+
+def test_the_verdict_is_probed_again_with_other_capabilities(
+    tmp_path: Path, tool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same user, tool and kernel without the capability to mount (root in an unprivileged
+    container sharing the cache) must not inherit an overlay verdict."""
+    from manifesto.builders import storage
+
+    assert BuildahBuilder(ProbeRunner(), storage=tmp_path / "s", executable=tool).storage_driver == "overlay"
+    monkeypatch.setattr(storage, "_capabilities", lambda: "0000000000000000")
+    denied = ProbeRunner(mount_error="mounting overlay: operation not permitted")
+    assert BuildahBuilder(denied, storage=tmp_path / "s", executable=tool).storage_driver == "vfs"
+    assert "mount" in denied.subcommands()
+
+
+def test_unmount_under_leaves_a_mount_at_the_path_itself(tmp_path: Path) -> None:
+    """A volume mounted where the stores live is the user's; only mounts below it are the tools'."""
+    volume, inner = tmp_path / "volume", tmp_path / "volume" / "inner"
+    inner.mkdir(parents=True)
+    try:
+        subprocess.run(["mount", "--bind", str(volume), str(volume)], check=True)
+        subprocess.run(["mount", "--bind", str(inner), str(inner)], check=True)
+        unmount_under(volume)
+        points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+        assert str(volume) in points and str(inner) not in points
+    finally:
+        subprocess.run(["umount", "-R", str(volume)], check=False)

@@ -31,15 +31,26 @@ def test_dry_run_names_each_platforms_store_and_the_registry_cache(run_cli, tmp_
     rc, out, err = run_cli("publish", "-f", str(spec), "--dry-run")
     assert rc == 0, err
     section = _cache_section(out)
-    # the driver the run would use: the one the storage probe chose and kept (storage.py)
-    driver = json.loads((tmp_home.cache / "manifesto" / "buildah" / "driver.json").read_text())["driver"]
-    assert driver in ("overlay", "vfs"), driver
-    stores = tmp_home.cache / "manifesto" / "buildah" / driver
+    # a dry run probes nothing (no mount, nothing written): the driver is not known yet
+    buildah = tmp_home.cache / "manifesto" / "buildah"
+    assert not (buildah / "driver.json").exists() and not list(buildah.glob("*/linux-*")), list(buildah.rglob("*"))
+    stores = buildah / "<overlay where it works, else vfs: probed at the first build>"
     for platform, store in (("linux/amd64", "linux-amd64"), ("linux/s390x", "linux-s390x")):
         (row,) = [line for line in section if line.split()[:1] == [platform]]
         assert f"uses the local cache store {stores / store};" in row, row
         assert row.endswith("registry cache from 127.0.0.1:5000/cache/app, to 127.0.0.1:5000/cache/app"), row
     assert section.count("  " + CAVEAT) == 1, out
+
+
+def test_dry_run_names_the_driver_a_probe_kept(run_cli, tmp_home, tmp_path):
+    from manifesto.builders import get_builder
+
+    get_builder("buildah").storage_driver  # noqa: B018 — the first build's probe, kept on disk
+    driver = json.loads((tmp_home.cache / "manifesto" / "buildah" / "driver.json").read_text())["driver"]
+    rc, out, err = run_cli("publish", "-f", str(_project(tmp_path / "app", "buildah")), "--dry-run")
+    assert rc == 0, err
+    store = tmp_home.cache / "manifesto" / "buildah" / driver / "linux-amd64"
+    assert f"uses the local cache store {store}" in out, out
 
 
 def test_dry_run_cache_flags_override_the_file_and_no_cache_is_said(run_cli, tmp_home, tmp_path):
