@@ -272,7 +272,11 @@ def _push(args: argparse.Namespace, name: Reference, rec, reading=None) -> int: 
                 media_type, index = checked(draft)
                 return index.digest
 
-            seen = await lists.preflight(regs, name, tags, unchanged=index.digest if reading is None else built())
+            # No push-access probe: nothing but reads comes before the first write (a blob mount
+            # or upload of the first child), which a registry refuses as early, writing nothing.
+            seen = await lists.preflight(
+                regs, name, tags, unchanged=index.digest if reading is None else built(), access=False
+            )
             client = regs.client(name)
             place = Place(client, name.repository)
             moving = any(seen.get(client, name.repository, t) != index.digest for t in tags)

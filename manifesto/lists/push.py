@@ -71,6 +71,7 @@ async def preflight(
     arch_refs: Sequence[Reference] = (),
     *,
     unchanged: Digest | Awaitable[Digest] | None = None,
+    access: bool = True,
 ) -> Snapshot:
     """May we push to the target (each one, when given several, and every arch-tag repository),
     and what does each tag hold now?
@@ -81,7 +82,9 @@ async def preflight(
     access. `unchanged` may still be on its way (an awaitable: the list is being read): the tags
     are read meanwhile, and so is push access asked for once a tag is found absent (it cannot
     hold the index: the run will write); a failure of the awaitable is the one raised. Without
-    tags, only the target repository is asked.
+    tags, only the target repository is asked. `access=False` asks for no push access: for a
+    caller whose first write comes before any work a refusal would waste (its first blob
+    mount or upload is refused just as early, and writes nothing either).
     """
     seen = Snapshot()
     targets = [target] if isinstance(target, Reference) else list(target)
@@ -93,7 +96,8 @@ async def preflight(
         await tasks.gather(*(seen.take(registries.client(r), r.repository, names) for r, names in reads))
 
     async def check() -> None:
-        await tasks.gather(*(registries.client(r).check_push(r.repository, r.name) for r in repos.values()))
+        if access:
+            await tasks.gather(*(registries.client(r).check_push(r.repository, r.name) for r in repos.values()))
 
     def held() -> list[Digest | None]:
         return [seen.get(registries.client(r), r.repository, t) for r, names in reads for t in names]

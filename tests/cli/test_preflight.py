@@ -1,4 +1,5 @@
-"""Fail fast: publish, assemble and push ask for push access before building or uploading anything.
+"""Fail fast: publish and assemble ask for push access before building or uploading anything;
+push and create --push, whose first write comes before any other work, are refused by it.
 
 The probe is the one `doctor` uses (RegistryClient.check_push: open a blob upload session and
 cancel it). Without credentials, or with a token user that may only pull (the target or an
@@ -165,7 +166,7 @@ def token_sources(token_registry: Registry, arch_images: dict[str, ArchImage]) -
     return push_library_repos({a: arch_images[a] for a in ("amd64", "arm64")}, token_registry)
 
 
-def test_push_asks_for_push_before_copying_anything(
+def test_push_without_push_access_is_exit_3_and_writes_nothing(
     run_cli, tmp_home, token_registry: Registry, token_sources: dict
 ) -> None:
     docker_login(tmp_home, token_registry.host, *token_registry.creds)
@@ -178,8 +179,9 @@ def test_push_asks_for_push_before_copying_anything(
     assert rc == 3, err
     assert "lists/pull-only" in one_error(err)
     seen = target_requests(token_registry, "lists/pull-only", mark)
-    # it read the tag (what it holds now), then asked for push: no child or blob was touched
-    assert [r for r in seen if "/manifests/sha256:" in r or "/blobs/sha256:" in r] == [], seen
+    # it read the tag (what it holds now); its first writes were refused: nothing was made there
+    assert [r for r in seen if r.startswith(("PUT", "PATCH")) or "/blobs/sha256:" in r] == [], seen
+    assert not (token_registry.storage / "docker/registry/v2/repositories/lists/pull-only").exists()
 
 
 # ---- --dry-run refuses what the run would ----------------------------------------------------------
