@@ -6,7 +6,10 @@ in flight), mounted when source and target are repositories of the same store an
 the target already has it, read from its file when the source has local
 blobs, and streamed otherwise. A blob the source names but holds elsewhere (a natively built
 image's base layers, store/overlay.py) is taken from that origin the same way: mounted when the
-origin is another repository of the target, streamed once otherwise. Child manifests are PUT
+origin is another repository of the target, streamed once otherwise. A blob the source holds
+that is in another repository of the target too (a buildah export's base layers) is mounted
+from there; when the registry refuses, it is uploaded from the source into the session the
+refusal opened (never streamed from the other repository). Child manifests are PUT
 by digest before anything refers to them, so a registry never sees an index naming a missing
 child (distribution 2.8 answers such an index with 400 MANIFEST_BLOB_UNKNOWN). Stores are
 reached through store/protocol.py only: `Store`, and the optional abilities `Mounter`,
@@ -100,12 +103,19 @@ class Copier:
         origin = source.store.blob_origin(descriptor.digest) if isinstance(source.store, BlobOrigins) else None
         if origin is not None:  # not held there (a native build's base layer): take it from where it is
             source = Place(*origin)
+        mount_from = source
+        if origin is None and isinstance(source.store, BlobOrigins) and isinstance(dst.store, Mounter):
+            # held here and also in the target's registry (a buildah export's base layer): a
+            # mount from there instead of an upload; the bytes are still read from here if not
+            if (repo := await source.store.blob_copy(descriptor.digest, dst.store)) is not None:
+                mount_from = Place(dst.store, repo)
         location = None
-        mounter = dst.mounter(source)
+        mounter = dst.mounter(mount_from)
         if mounter is not None:
             # No HEAD first: a mount succeeds whether or not the target already holds the blob,
-            # so asking would be one more round trip per blob for the same answer.
-            location = await mounter.mount_blob(dst.repo, descriptor, source.repo)
+            # so asking would be one more round trip per blob for the same answer. A refused
+            # mount opens an upload session instead, which the blob is then written into.
+            location = await mounter.mount_blob(dst.repo, descriptor, mount_from.repo)
             if location is None:
                 self.stats.blobs_mounted += 1
                 return

@@ -172,22 +172,13 @@ def pulled_images(
         commands = dockerfile.parse_string(text)
     except dockerfile.GoParseError as e:
         raise BuildError(f"{name}: {e}") from None
-    meta: dict[str, str] = {}
+    meta = global_args(commands, args, builtins)
+    scope = {**builtins, **meta}
     stages: set[str] = set()
-    seen_from = False
     images: list[str] = []
     for command in commands:
         keyword = command.cmd.upper()
-        scope = {**builtins, **meta}
-        if keyword == "ARG" and not seen_from:
-            for token in command.value:
-                var, eq, default = token.partition("=")
-                if var in args:
-                    meta[var] = args[var]
-                elif eq:
-                    meta[var] = expand(_unquote(default), scope)
-        elif keyword == "FROM":
-            seen_from = True
+        if keyword == "FROM":
             words = command.value
             if words:
                 images.append(expand(words[0], scope))
@@ -203,19 +194,45 @@ def pulled_images(
                     images += _MOUNT_FROM.findall(flag[len("--mount=") :])
     refs: dict[str, Reference] = {}
     for image in images:
-        word = expand(image, {**builtins, **meta})
+        word = expand(image, scope)
         if any(w.lower() in stages or w.isdigit() or w.lower() == "scratch" for w in (image, word)):
             continue
-        if short_names is not None and is_short_name(word):
-            word = short_names.resolve(word) or ""
-        try:
-            ref = Reference.parse(word)
-        except InvalidReference:
+        ref = image_reference(word, short_names)
+        if ref is None:
             if unresolved is not None:
                 unresolved.append(image)
             continue
         refs.setdefault(str(ref), ref)
     return tuple(refs.values())
+
+
+def global_args(commands: Any, args: Mapping[str, str], builtins: Mapping[str, str]) -> dict[str, str]:
+    """The global ARGs (those before the first FROM) of parsed Dockerfile `commands`: the build
+    arg, else the default expanded, as BuildKit expands FROM with them."""
+    meta: dict[str, str] = {}
+    for command in commands:
+        keyword = command.cmd.upper()
+        if keyword == "FROM":
+            break
+        if keyword == "ARG":
+            for token in command.value:
+                var, eq, default = token.partition("=")
+                if var in args:
+                    meta[var] = args[var]
+                elif eq:
+                    meta[var] = expand(_unquote(default), {**builtins, **meta})
+    return meta
+
+
+def image_reference(word: str, short_names: ShortNames | None = None) -> Reference | None:
+    """The image an expanded FROM word names (a short name through `short_names`, when given);
+    None when it names no one image."""
+    if short_names is not None and is_short_name(word):
+        word = short_names.resolve(word) or ""
+    try:
+        return Reference.parse(word)
+    except InvalidReference:
+        return None
 
 
 def is_short_name(name: str) -> bool:

@@ -69,8 +69,11 @@ class BuiltImage:
 
     `base` names where the blobs the layout lacks are: a natively built image's layout holds
     its new layers, config and manifest but not its base's layers (never downloaded to build),
-    which stay in the base's repository (`host/repo`) or layout (`oci:DIR`). None when the
-    layout holds every blob. Copy it through store/overlay.py's built_place.
+    which stay in the base's repository (`host/repo`) or layout (`oci:DIR`). A buildah or
+    podman layout holds every blob; its `base` (`host/repo@digest`, the base it was built from:
+    builders/bases.py) says where those of its base's also are, so a push into that registry
+    mounts them. None when there is no base to name. Copy it through store/overlay.py's
+    built_place.
     """
 
     platform: Platform

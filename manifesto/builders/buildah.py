@@ -34,6 +34,7 @@ so the same inputs give the same manifest digest.
 
 Bases are pulled with the registry settings manifesto itself uses (access.py): loopback and
 --insecure registries over plain HTTP, manifesto's credentials through a private auth file.
+The built image names its base (bases.py), so a push can mount the base's layers.
 
 PodmanBuilder (podman.py) is this class with a different tool name and a few flags.
 """
@@ -61,6 +62,7 @@ from manifesto.builders.base import (
     requested_format,
     validate_request,
 )
+from manifesto.builders.bases import base_origin
 from manifesto.builders.buildkey import EXPORT_DIR, EXPORT_TAG, PulledDigests, copy_layout_image
 from manifesto.builders.dirimage import export_via_dir
 from manifesto.builders.export import keep_last
@@ -333,7 +335,7 @@ class BuildahBuilder:
                 f"{fmt} format was requested, but its manifest is {built.media_type}"
             )
         log.info("build_done", builder=self.name, platform=label, digest=str(built.digest))
-        return built
+        return replace(built, base=base_origin(request, own_args(request.platform), self.pulled))  # bases.py
 
     def _build_keyed(
         self, request: BuildRequest, store: Path, key: str | None, on_line: Callable[[str], None], label: str
@@ -444,7 +446,7 @@ class BuildahBuilder:
         else:
             push = lambda destination: self._push(request, destination, on_line, label, access)  # noqa: E731
             export_via_dir(push, export, EXPORT_TAG, self.tool, reproducible=request.source_date_epoch is not None)
-        keep_last(export, EXPORT_TAG)
+        keep_last(export, EXPORT_TAG, seal=True)
 
     def push_args(self, destination: str, authfile: Path, blobs: Path | None = None) -> list[str]:
         """The `push` arguments: the built image to `destination`, layers gzip-compressed, a

@@ -15,6 +15,12 @@ whose size is not the one its image names would be reused as it is (the layout d
 looks only at the file's name). Every blob of an export is written by a rename (the tool's and
 LayoutStore's own writes both), never in place, so removing one, or replacing it, leaves a
 layout linked to it (buildkey.copy_layout_image) as it was.
+
+Why sealed: the blobs are hard-linked into the layouts handed out, so a change made in place
+through one of those (or a push cut short before the export was tidied) would otherwise be
+reused by name by every later push. After each push the export's blobs are recorded (inode and
+modification time, beside it: `<export>.seal.json`); before the next push a blob that no longer
+matches its record goes, and an export without a record is not reused at all.
 """
 
 from __future__ import annotations
@@ -36,15 +42,18 @@ log = get_logger("manifesto.builders")
 LAYOUT_FILES = frozenset({"oci-layout", "index.json", "blobs"})
 
 
-def keep_last(export: Path, tag: str, *, fresh: bool = False) -> None:
+def keep_last(export: Path, tag: str, *, fresh: bool = False, seal: bool = False) -> None:
     """Leave the layout at `export` holding its image `tag` alone, or nothing at all.
 
     Everything that image does not name goes: other index.json entries, other blobs, a blob
-    whose size is wrong, stray files. An export that cannot be read whole (no such tag, a
-    manifest or config that does not verify) is removed, as it is with `fresh` (a build with
-    --no-cache starts from an empty export too); the push then writes every blob.
+    whose size is wrong or that changed since the export was sealed, stray files. An export
+    that cannot be read whole (no such tag, a manifest or config that does not verify) or was
+    not sealed is removed, as it is with `fresh` (a build with --no-cache starts from an empty
+    export too); the push then writes every blob. `seal` (after a push): record what is left.
     """
-    if fresh:
+    sealed = _read_seal(export)
+    _seal_path(export).unlink(missing_ok=True)  # until sealed again, nothing here is trusted
+    if fresh or (not seal and sealed is None):
         _remove(export)
         return
     if not export.is_dir():
@@ -64,19 +73,49 @@ def keep_last(export: Path, tag: str, *, fresh: bool = False) -> None:
     sizes = {str(fetched.digest): len(fetched.raw)}
     sizes.update((str(blob.digest), blob.size) for blob in manifest.blobs())
     try:
-        _only_blobs(layout, sizes)
+        _only_blobs(layout, sizes, None if seal else sealed)
         entries = doc.get("manifests") or []
         kept = [e for e in entries if isinstance(e, dict) and (e.get("annotations") or {}).get(REF_NAME) == tag]
         if len(kept) != len(entries):
             write_atomic(export / "index.json", canonical.dumps({**doc, "manifests": kept[-1:]}))
+        if seal:
+            write_atomic(_seal_path(export), json.dumps(_blob_stats(layout)).encode())
     except OSError as e:
         log.info("export_discarded", export=str(export), reason=str(e))
         _remove(export)
 
 
-def _only_blobs(layout: LayoutStore, sizes: dict[str, int]) -> None:
+def _seal_path(export: Path) -> Path:
+    return export.with_name(export.name + ".seal.json")
+
+
+def _read_seal(export: Path) -> dict[str, list[int]] | None:
+    try:
+        doc = json.loads(_seal_path(export).read_bytes())
+        return doc if isinstance(doc, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _stat(entry: os.DirEntry[str]) -> list[int]:
+    st = entry.stat(follow_symlinks=False)
+    return [st.st_ino, st.st_size, st.st_mtime_ns]  # not ctime: linking a blob out changes that
+
+
+def _blob_stats(layout: LayoutStore) -> dict[str, list[int]]:
+    """digest -> [inode, size, modification time] of every blob file of `layout`."""
+    return {
+        f"{algorithm.name}:{blob.name}": _stat(blob)
+        for algorithm in os.scandir(layout.path / "blobs")
+        if algorithm.is_dir(follow_symlinks=False)
+        for blob in os.scandir(algorithm.path)
+        if blob.is_file(follow_symlinks=False)
+    }
+
+
+def _only_blobs(layout: LayoutStore, sizes: dict[str, int], sealed: dict[str, list[int]] | None) -> None:
     """Remove every file of `layout` but its layout files and the blobs `sizes` names (digest ->
-    size) that have that size."""
+    size) that have that size and, with `sealed` (digest -> stat), the stat recorded there."""
     for entry in os.scandir(layout.path):
         if entry.name not in LAYOUT_FILES:
             _remove(Path(entry.path))
@@ -85,8 +124,11 @@ def _only_blobs(layout: LayoutStore, sizes: dict[str, int]) -> None:
             _remove(Path(algorithm.path))
             continue
         for blob in os.scandir(algorithm.path):
-            want = sizes.get(f"{algorithm.name}:{blob.name}")
+            digest = f"{algorithm.name}:{blob.name}"
+            want = sizes.get(digest)
             if want is None or not blob.is_file(follow_symlinks=False) or blob.stat().st_size != want:
+                _remove(Path(blob.path))
+            elif sealed is not None and sealed.get(digest) != _stat(blob):
                 _remove(Path(blob.path))
 
 

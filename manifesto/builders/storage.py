@@ -10,8 +10,9 @@ podman themselves default to overlay where it works; so does manifesto, but it a
 An explicit choice wins and nothing is probed: the builder's `storage_driver=` option, else
 `STORAGE_DRIVER` (the variable buildah and podman honour). Otherwise (`auto`) a probe does in
 a throw-away overlay store beside the build stores what a build needs: a container with one
-layer under it (buildah: a committed one; podman: an imported one), mounted read-write, read
-and written through the mount, then unmounted. overlay when every step worked, else vfs, with
+layer under it (buildah: an image taken from a one-layer OCI archive, one command where making
+and committing a layer takes four; podman: an imported one), mounted read-write, read and
+written through the mount, then unmounted. overlay when every step worked, else vfs, with
 the reason (a log line, `storage_driver_fallback`). A verdict from a probe that could not run
 (the tool did not answer, the storage could not be written) holds for this run only; otherwise
 it is kept on disk beside the stores (cache.DRIVER_VERDICT) under a key of what it depends on —
@@ -58,21 +59,18 @@ STORAGE_CONFS = (Path("/usr/share/containers/storage.conf"), Path("/etc/containe
 @dataclass(frozen=True)
 class Probe:
     """A tool's probe: subcommands that make a container over one layer (`{tar}`: the layer's
-    tar file, `{image}`: PROBE_IMAGE), the one that mounts it and prints where, and the one
-    that unmounts every container."""
+    tar file, `{archive}`: an OCI archive of an image of that layer named PROBE_IMAGE,
+    `{policy}`: a signature policy accepting it, `{image}`: PROBE_IMAGE), the one that mounts
+    it and prints where, and the one that unmounts every container."""
 
     setup: tuple[tuple[str, ...], ...]
     mount: tuple[str, ...]
     unmount: tuple[str, ...]
 
 
+# The archive's own signature policy: the probe must not depend on /etc/containers/policy.json.
 BUILDAH_PROBE = Probe(
-    setup=(
-        ("from", "--name", "manifesto-probe-layer", "scratch"),
-        ("add", "manifesto-probe-layer", "{tar}", "/"),
-        ("commit", "--quiet", "manifesto-probe-layer", "{image}"),
-        ("from", "--name", "manifesto-probe", "{image}"),
-    ),
+    setup=(("from", "--quiet", "--signature-policy", "{policy}", "--name", "manifesto-probe", "oci-archive:{archive}"),),
     mount=("mount", "manifesto-probe"),
     unmount=("umount", "--all"),
 )
@@ -248,23 +246,29 @@ def run_probe(
 
 
 def _run_probe(runner: Runner, prefix: list[str], work: Path, steps: Probe) -> str | None:
-    tar, auth = work / "probe.tar", work / "auth.json"
+    tar, archive, auth, policy, tmp = (work / n for n in ("probe.tar", "probe-oci.tar", "auth.json", "policy.json", "tmp"))
     try:
         tar.write_bytes(_probe_tar())
+        archive.write_bytes(_probe_archive(_probe_tar()))
         auth.write_text("{}\n")
+        policy.write_text('{"default": [{"type": "insecureAcceptAnything"}]}\n')
+        tmp.mkdir()
     except OSError as e:
         return NotKept(f"the storage cannot be written: {e.strerror or e}")
     # An empty auth file of its own: with DOCKER_CONFIG naming a directory without a
-    # config.json, buildah 1.28 refuses even `from scratch` ("checking authfile").
-    env = {"REGISTRY_AUTH_FILE": str(auth)}
+    # config.json, buildah 1.28 refuses even `from scratch` ("checking authfile"). TMPDIR: where
+    # an archive is unpacked, inside what the probe removes.
+    env = {"REGISTRY_AUTH_FILE": str(auth), "TMPDIR": str(tmp)}
 
     def run(args: Sequence[str]) -> Captured:
-        argv = [*prefix, *(a.format(tar=tar, image=PROBE_IMAGE) for a in args)]
+        argv = [*prefix, *(a.format(tar=tar, archive=archive, policy=policy, image=PROBE_IMAGE) for a in args)]
         return runner.capture(argv, check=False, timeout=PROBE_TIMEOUT, env=env)
 
     try:
         for args in (*steps.setup, steps.mount):
             done = run(args)
+            if done.returncode < 0 or runner.cancelled:  # killed (Ctrl-C): it says nothing of overlay
+                return NotKept(f"overlay `{args[0]}` was stopped")
             if done.returncode != 0:
                 return f"overlay `{args[0]}` failed: {done.first_error_line()}"
         lines = done.stdout.strip().splitlines()
@@ -294,6 +298,44 @@ def _probe_tar() -> bytes:
         info.size = len(PROBE_FILE)
         info.mode = 0o644
         tar.addfile(info, io.BytesIO(PROBE_FILE.encode()))
+    return buf.getvalue()
+
+
+def _probe_archive(layer: bytes) -> bytes:
+    """An OCI archive (a tarred image layout) of one image named PROBE_IMAGE whose one layer
+    is `layer`, for this host's platform (else the tool warns that it does not match)."""
+    from manifesto.builders.binfmt import host_platform_of
+    from manifesto.oci import canonical
+    from manifesto.oci.mediatype import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST
+    from manifesto.store.layout import REF_NAME
+
+    host = host_platform_of()
+    files: dict[str, bytes] = {"oci-layout": canonical.dumps({"imageLayoutVersion": "1.0.0"})}
+
+    def blob(media_type: str, data: bytes) -> dict[str, object]:
+        digest = hashlib.sha256(data).hexdigest()
+        files[f"blobs/sha256/{digest}"] = data
+        return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(data)}
+
+    layer_blob = blob(OCI_LAYER, layer)
+    platform = {"architecture": host.architecture, "os": host.os} if host else {"architecture": "amd64", "os": "linux"}
+    if host and host.variant:
+        platform["variant"] = host.variant
+    config = {**platform, "rootfs": {"type": "layers", "diff_ids": [layer_blob["digest"]]}}
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": blob(OCI_CONFIG, canonical.dumps(config)),
+        "layers": [layer_blob],
+    }
+    entry = {**blob(OCI_MANIFEST, canonical.dumps(manifest)), "annotations": {REF_NAME: PROBE_IMAGE}}
+    files["index.json"] = canonical.dumps({"schemaVersion": 2, "manifests": [entry]})
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
 

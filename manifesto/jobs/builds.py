@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +61,64 @@ class _NotStarted(Exception):
     """A queued build that did not start because another one had already failed."""
 
 
+class Crew:
+    """The builders of one run, made before its builds, and the storage probes started for them.
+
+    Why before: a buildah or podman build first needs its storage driver, which a cold run
+    probes (storage.py: a few tool commands, one after the other); started in the background
+    as soon as the plan is known, the probe runs while the run does its other work (the
+    publish's preflight) instead of in front of every build. A build waits for its builder's
+    probe, and a probe that raised fails the build with that error.
+    """
+
+    def __init__(self, plan: Plan, options: Options):
+        steps = plan.build_steps
+        given = options.builder
+        self.choices = choose_builders(plan) if given is None else (Choice(given.name, ""),) * len(steps)
+        self.credentials = _lookup_once() if given is None else None  # a fallback builder's too
+        self.builders = builders_for([c.builder for c in self.choices], given, self.credentials)
+        self._probes: dict[int, Future[object]] = {}
+
+    def _each(self) -> list[Builder]:
+        return list({id(b): b for b in self.builders.values()}.values())
+
+    def start_probes(self) -> None:
+        """Choose each builder's storage driver (probing where nothing is kept) in a thread of its own."""
+        for builder in self._each():
+            if id(builder) in self._probes or not _keeps_storage(builder):
+                continue
+            done: Future[object] = Future()
+            self._probes[id(builder)] = done
+            threading.Thread(target=_probe, args=(builder, done), name=f"probe-{builder.name}", daemon=True).start()
+
+    def ready(self, builder: Builder) -> None:
+        """Wait for `builder`'s probe, if one was started; raise what the probe raised."""
+        if (done := self._probes.get(id(builder))) is not None:
+            done.result()
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Wait for every probe to end (`cancel`: stop the builders' commands first), so none
+        is left mounting or writing after the run."""
+        if cancel:
+            for builder in self._each():
+                builder.cancel()
+        for done in self._probes.values():
+            done.exception()  # waits; what it raised is the builds' to report
+
+
+def _keeps_storage(builder: Builder) -> bool:
+    """Whether `builder` chooses a storage driver (buildah, podman): its storage_verdict,
+    looked up on the class, as reading it on the instance would probe."""
+    return isinstance(getattr(type(builder), "storage_verdict", None), property)
+
+
+def _probe(builder: Builder, done: Future[object]) -> None:
+    try:
+        done.set_result(builder.storage_verdict)  # type: ignore[attr-defined]
+    except BaseException as e:  # handed to the builds, which raise it
+        done.set_exception(e)
+
+
 def build_all(
     plan: Plan,
     options: Options,
@@ -68,6 +126,7 @@ def build_all(
     *,
     on_built: Callable[[BuildStep, BuiltImage], None] | None = None,
     stop: threading.Event | None = None,
+    crew: Crew | None = None,
 ) -> list[BuiltImage]:
     """Build every BuildStep in parallel (bounded); raise the first failure.
 
@@ -75,13 +134,14 @@ def build_all(
     killed: their logs may matter too), so a publish that is going to fail fails fast.
     `on_built` is called in the build's thread as each build finishes (publish pushes it while
     the others build); `stop`, set by the caller (a push failed) or here (a build failed),
-    keeps queued builds from starting. Phase changes go to options.on_event.
+    keeps queued builds from starting. Phase changes go to options.on_event. `crew`: the
+    builders made (and probing) before, for this plan and these options; default: made here.
     """
     steps = plan.build_steps
     if not steps:
         return []
-    choices = choose_builders(plan) if options.builder is None else (Choice(options.builder.name, ""),) * len(steps)
-    builders = builders_for([c.builder for c in choices], options.builder)
+    crew = crew or Crew(plan, options)
+    choices, builders = crew.choices, crew.builders
     lock = threading.Lock()
     failed = stop if stop is not None else threading.Event()
 
@@ -95,7 +155,7 @@ def build_all(
     def fallback(name: str) -> Builder:
         with lock:
             if name not in builders:
-                builders.update(builders_for([name], None))
+                builders.update(builders_for([name], None, crew.credentials))
             return builders[name]
 
     def one(step: BuildStep, choice: Choice) -> BuiltImage:
@@ -129,6 +189,7 @@ def build_all(
         notify(step.platform, progress.BUILDING, text=builder.name)
         try:
             try:
+                crew.ready(builder)
                 built = builder.build(request, emit)
             except NeedsBuilder as e:
                 if not (step.builder == AUTO and choice.builder == "native" and options.builder is None):
@@ -177,6 +238,7 @@ def build_all(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        crew.close()  # a probe whose builds did not start
     if failures:
         step, first = failures[0]
         notes = []
@@ -261,15 +323,32 @@ def cache_lines(plan: Plan, choices: Sequence[Choice], options: Options) -> list
     return lines
 
 
-def builders_for(names: Sequence[str], given: Builder | None) -> dict[str, Builder]:
+def builders_for(
+    names: Sequence[str], given: Builder | None, credentials: Callable[[str], object] | None = None
+) -> dict[str, Builder]:
     """Builder name → the one instance this run uses: `given` for every name when set, else
-    get_builder(name) once per name."""
+    get_builder(name) once per name.
+
+    The buildah and podman builders look registry credentials up through `credentials`
+    (default: a new lookup.OncePerHost): their builds start together and ask for the same
+    hosts, and each lookup may load the keyring, so a run looks each host up once.
+    """
     from manifesto.builders import get_builder
+    from manifesto.builders.cache import TOOLS
 
     unique = dict.fromkeys(names)
     if given is not None:
         return {name: given for name in unique}
-    return {name: get_builder(name) for name in unique}
+    if credentials is None and any(name in TOOLS for name in unique):
+        credentials = _lookup_once()
+    return {name: get_builder(name, credentials=credentials) if name in TOOLS else get_builder(name) for name in unique}
+
+
+def _lookup_once() -> Callable[[str], object]:
+    """manifesto's credential lookup, each host looked up once for the run (lookup.OncePerHost)."""
+    from manifesto.store.registry.lookup import OncePerHost
+
+    return OncePerHost()
 
 
 def work_dir() -> Path:

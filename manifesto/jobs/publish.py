@@ -36,7 +36,7 @@ from manifesto.builders.base import BuiltImage
 from manifesto.errors import ManifestoError, UsageError, VerificationError
 from manifesto.fileio import write_file
 from manifesto.jobs import progress
-from manifesto.jobs.builds import Options, build_all, work_dir
+from manifesto.jobs.builds import Crew, Options, build_all, work_dir
 from manifesto.jobs.relay import LoopThread
 from manifesto.lists import push as lists
 from manifesto.lists.entry import Entry
@@ -324,10 +324,22 @@ def publish(plan: Plan, options: Options | None = None, *, push_index_too: bool 
     push_index_too=False (push-by-digest) only the built entries are pushed: `assemble` copies
     the `image:` entries itself, so a digest file holds just what this runner built. A failure
     raises the error of the build (or push) that failed, naming the children already pushed
-    (untagged).
+    (untagged). The builders' storage probes start before the preflight (builds.Crew): they
+    touch only the builders' own storage, and the builds wait for them.
     """
     options = options or Options()
-    seen = asyncio.run(_preflight(plan, options, push_index_too))
+    crew = _crew(plan, options)
+    try:
+        seen = asyncio.run(_preflight(plan, options, push_index_too))
+        return _publish(plan, options, push_index_too, seen, crew)
+    except BaseException as e:
+        if crew is not None:  # the preflight failed or was interrupted: no probe is left running
+            crew.close(cancel=isinstance(e, KeyboardInterrupt))
+        raise
+
+
+def _publish(plan: Plan, options: Options, push_index_too: bool, seen: Snapshot, crew: Crew | None) -> Result:
+    """publish() after its preflight: the work directory, the builds and the pushes."""
     work = work_dir()
     if options.keep_work:
         options.on_notice(f"keeping the work directory {work}")
@@ -343,7 +355,7 @@ def publish(plan: Plan, options: Options | None = None, *, push_index_too: bool 
     options = replace(options, on_event=record)
     try:
         with LoopThread() as loop:
-            result = _run(plan, options, work, push_index_too, seen, loop)
+            result = _run(plan, options, work, push_index_too, seen, loop, crew)
         with lock:
             done = list(events)
         return replace(result, outcomes=progress.summarize(done, [str(s.platform) for s in plan.build_steps]))
@@ -355,7 +367,22 @@ def publish(plan: Plan, options: Options | None = None, *, push_index_too: bool 
 _DONE, _FAILED = "done", "failed"  # what the build side posts once build_all has returned or raised
 
 
-def _run(plan: Plan, options: Options, work: Path, push_index_too: bool, seen: Snapshot, loop: LoopThread) -> Result:
+def _crew(plan: Plan, options: Options) -> Crew | None:
+    """The run's builders, their storage probes started (builds.Crew), before the preflight;
+    None when choosing them fails: build_all then says why, after the preflight, as before."""
+    if not plan.build_steps:
+        return None
+    try:
+        crew = Crew(plan, options)
+    except ManifestoError:
+        return None
+    crew.start_probes()
+    return crew
+
+
+def _run(
+    plan: Plan, options: Options, work: Path, push_index_too: bool, seen: Snapshot, loop: LoopThread, crew: Crew | None = None
+) -> Result:
     """build_all in this thread; each image handed to `loop` (which pushes it) as it is built."""
     inbox: asyncio.Queue[Any] = asyncio.Queue()
     stop = threading.Event()  # a build or a push failed: start no more of either
@@ -366,7 +393,7 @@ def _run(plan: Plan, options: Options, work: Path, push_index_too: bool, seen: S
             loop.call(inbox.put_nowait, (step, built))
 
     try:
-        build_all(plan, options, work, on_built=on_built, stop=stop)
+        build_all(plan, options, work, on_built=on_built, stop=stop, crew=crew)
     except ManifestoError as e:
         loop.call(inbox.put_nowait, _FAILED)
         pushed = loop.wait(pushing)

@@ -127,9 +127,19 @@ class BlobOrigins(Protocol):
 
     Why: a natively built image is written without its base layers (they are never downloaded
     to build); a copy of it must take those blobs from where they really are — mounted when that
-    is another repository of the target's registry, streamed once otherwise.
+    is another repository of the target's registry, streamed once otherwise. A blob held here
+    and there too (`blob_copy`) is mounted from there when it can be, else read from here.
     """
 
     def blob_origin(self, digest: Digest) -> tuple[Store, str] | None:
         """(store, repository) holding a blob this store lacks, or None when it holds it itself."""
+        ...
+
+    async def blob_copy(self, digest: Digest, near: Store) -> str | None:
+        """A repository of `near` that holds a blob this store holds too, or None.
+
+        Why: a built image's layout holds its base's layers as the bytes the base's registry
+        serves; a copy into that registry mounts them from the base's repository instead of
+        uploading what is already there.
+        """
         ...

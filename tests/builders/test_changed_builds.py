@@ -78,7 +78,7 @@ def test_keep_last_leaves_the_tagged_image_alone(tmp_path: Path) -> None:
     (layout.path / "blobs" / "sha512" / ("0" * 128)).write_bytes(b"named by no image")
     assert {b.hex for b in old_blobs} <= blob_names(layout)
 
-    keep_last(layout.path, EXPORT_TAG)
+    keep_last(layout.path, EXPORT_TAG, seal=True)  # after a push
 
     assert [d.digest for d in layout.descriptors()] == [new]
     assert blob_names(layout) == {new.hex, *(b.hex for b in new_blobs)}
@@ -95,22 +95,42 @@ def test_keep_last_drops_a_blob_of_the_wrong_size_and_leaves_a_missing_one_to_th
     layout.blob_path(truncated).write_bytes(b"trunc")
     layout.blob_path(missing).unlink()
 
-    keep_last(layout.path, EXPORT_TAG)
+    keep_last(layout.path, EXPORT_TAG, seal=True)
 
     assert not layout.blob_path(truncated).exists() and not layout.blob_path(missing).exists()
     assert layout.blob_path(whole).read_bytes() == b"whole" and layout.blob_path(config).is_file()
 
 
+def test_a_sealed_export_loses_a_blob_changed_through_a_link_and_an_unsealed_one_goes_whole(tmp_path: Path) -> None:
+    """Blobs are hard-linked into the layouts handed out: one changed in place there must not be
+    reused by the next push; an export a push left unsealed (cut short) is not reused at all."""
+    layout = LayoutStore(tmp_path / "export", create=True)
+    _, (config, changed, kept) = image(layout, EXPORT_TAG, b"changed layer", b"kept layer")
+    keep_last(layout.path, EXPORT_TAG, seal=True)
+    out = tmp_path / "output-layer"
+    os.link(layout.blob_path(changed), out)  # as a copy-out does
+    os.link(layout.blob_path(kept), tmp_path / "other-output-layer")
+    with out.open("r+b") as f:  # the user edits the output's layer in place
+        f.write(b"C")
+
+    keep_last(layout.path, EXPORT_TAG)  # before the next push
+
+    assert not layout.blob_path(changed).exists()
+    assert layout.blob_path(kept).read_bytes() == b"kept layer" and layout.blob_path(config).is_file()
+    keep_last(layout.path, EXPORT_TAG)  # the push was cut short: nothing sealed it again
+    assert not layout.path.exists()
+
+
 def test_keep_last_removes_an_export_it_cannot_read_whole_and_any_with_fresh(tmp_path: Path) -> None:
     layout = LayoutStore(tmp_path / "export", create=True)
     digest, (config, *_) = image(layout, EXPORT_TAG, b"layer")
-    keep_last(layout.path, "other-tag")  # no such image: nothing of it can be trusted
+    keep_last(layout.path, "other-tag", seal=True)  # no such image: nothing of it can be trusted
     assert not layout.path.exists()
 
     layout = LayoutStore(tmp_path / "export", create=True)
     digest, (config, *_) = image(layout, EXPORT_TAG, b"layer")
     layout.blob_path(config).write_bytes(b"{}")  # a config that does not verify
-    keep_last(layout.path, EXPORT_TAG)
+    keep_last(layout.path, EXPORT_TAG, seal=True)
     assert not layout.path.exists()
 
     layout = LayoutStore(tmp_path / "export", create=True)

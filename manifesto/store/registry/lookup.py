@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "Credential",
     "CredentialStore",
     "Kind",
+    "OncePerHost",
     "StoredLogin",
     "delete_login",
     "list_logins",
@@ -48,6 +50,9 @@ AUTH_CONFIG_ENV = "DOCKER_AUTH_CONFIG"  # GitLab CI: a whole docker config.json 
 AUTH_FILE_ENV = "REGISTRY_AUTH_FILE"  # podman, skopeo, buildah: the auth.json to use
 
 KEYRING_LOCATION = "the system keyring"
+# keyring finds its backend once per process, but lookups that start together (a run's
+# builds) would each search for it (importing every backend) before the first one is kept.
+_KEYRING_LOAD = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -137,9 +142,10 @@ class CredentialStore:
         backend = self._keyring_backend
         try:
             if backend is None:
-                import keyring
+                with _KEYRING_LOAD:
+                    import keyring
 
-                backend = keyring.get_keyring()
+                    backend = keyring.get_keyring()
             usable = _keyring_usable(backend)
         except Exception as exc:  # a broken keyring install must not break anonymous pulls
             self._log().debug("keyring_unavailable", error=type(exc).__name__)
@@ -291,6 +297,31 @@ class CredentialStore:
             kind=cred.kind if cred else None,
         )
         return cred
+
+
+class OncePerHost:
+    """A lookup for one run: each host's credential (or its absence) looked up once, however
+    many threads ask at once; another host is looked up on its own.
+
+    Why: a run's builds start together and ask for the same registries, and every lookup may
+    load the keyring or run a credential helper. Kept for the run only (a login made later
+    is seen by the next run). `lookup` defaults to resolve (the default places).
+    """
+
+    def __init__(self, lookup: Callable[[str], Credential | None] | None = None):
+        self._lookup = lookup or resolve
+        self._lock = threading.Lock()
+        self._hosts: dict[str, threading.Lock] = {}
+        self._found: dict[str, Credential | None] = {}
+
+    def __call__(self, host: str) -> Credential | None:
+        key = normalize_host(host)
+        with self._lock:
+            one = self._hosts.setdefault(key, threading.Lock())
+        with one:  # a second thread asking for this host waits for the first one's answer
+            if key not in self._found:
+                self._found[key] = self._lookup(host)
+            return self._found[key]
 
 
 # -- what the CLI calls ---------------------------------------------------------------------
