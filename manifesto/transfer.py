@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from manifesto import tasks
-from manifesto.errors import ConnectionLost, NetworkError, RegistryError
+from manifesto.errors import AuthError, ConnectionLost, NetworkError, NotFound, RegistryError
 from manifesto.log import get_logger
 from manifesto.oci import mediatype
 from manifesto.oci.descriptor import Descriptor
@@ -115,8 +115,16 @@ class Copier:
             # No HEAD first: a mount succeeds whether or not the target already holds the blob,
             # so asking would be one more round trip per blob for the same answer. A refused
             # mount opens an upload session instead, which the blob is then written into.
-            location = await mounter.mount_blob(dst.repo, descriptor, mount_from.repo)
-            if location is None:
+            refused = False
+            try:
+                location = await mounter.mount_blob(dst.repo, descriptor, mount_from.repo)
+            except (AuthError, NotFound, RegistryError):
+                if mount_from is source:
+                    raise
+                # a base mount some registries answer 403/404 rather than 202: the bytes are
+                # here, so upload them (a real refusal to push comes back from the upload)
+                refused = True
+            if location is None and not refused:
                 self.stats.blobs_mounted += 1
                 return
         if await dst.store.blob_size(dst.repo, descriptor.digest) is not None:

@@ -65,7 +65,7 @@ from manifesto.builders.base import (
 from manifesto.builders.bases import base_origin
 from manifesto.builders.buildkey import EXPORT_DIR, EXPORT_TAG, PulledDigests, copy_layout_image
 from manifesto.builders.dirimage import export_via_dir
-from manifesto.builders.export import keep_last
+from manifesto.builders.export import intact, keep_last
 from manifesto.builders.cache import BLOB_CACHE, cache_home, platform_dir, prepare_blob_cache, store_lock
 from manifesto.builders.storage import BUILDAH_PROBE, OVERLAY, Probe, Verdict, choose, kept, requested, run_probe
 from manifesto.builders.runner import Runner, apt_package, missing_tool_message
@@ -410,6 +410,8 @@ class BuildahBuilder:
         """Put the store's last image into the requested layout; False (and a log line) when
         the export cannot be read whole: the build then runs and replaces it."""
         try:
+            if not intact(store / EXPORT_DIR):
+                raise ManifestoError("its export changed since it was sealed")
             self._copy_out(request, store)
         except (ManifestoError, OSError) as e:
             log.info("build_reuse_failed", builder=self.name, platform=str(request.platform), reason=str(e))

@@ -18,9 +18,10 @@ layout linked to it (buildkey.copy_layout_image) as it was.
 
 Why sealed: the blobs are hard-linked into the layouts handed out, so a change made in place
 through one of those (or a push cut short before the export was tidied) would otherwise be
-reused by name by every later push. After each push the export's blobs are recorded (inode and
-modification time, beside it: `<export>.seal.json`); before the next push a blob that no longer
-matches its record goes, and an export without a record is not reused at all.
+reused by name by every later push or build reuse. After each push the export's blobs are
+recorded (size and modification time, beside it: `<export>.seal.json`); before the next push a
+blob that no longer matches its record goes, an unchanged build reuses only an export that
+matches it whole (`intact`), and an export without a record is not reused at all.
 """
 
 from __future__ import annotations
@@ -85,6 +86,15 @@ def keep_last(export: Path, tag: str, *, fresh: bool = False, seal: bool = False
         _remove(export)
 
 
+def intact(export: Path) -> bool:
+    """Whether every blob of the export is as it was sealed (a reuse may link them out)."""
+    sealed = _read_seal(export)
+    try:
+        return sealed is not None and _blob_stats(LayoutStore(export)) == sealed
+    except (ManifestoError, OSError):
+        return False
+
+
 def _seal_path(export: Path) -> Path:
     return export.with_name(export.name + ".seal.json")
 
@@ -99,11 +109,13 @@ def _read_seal(export: Path) -> dict[str, list[int]] | None:
 
 def _stat(entry: os.DirEntry[str]) -> list[int]:
     st = entry.stat(follow_symlinks=False)
-    return [st.st_ino, st.st_size, st.st_mtime_ns]  # not ctime: linking a blob out changes that
+    # size and mtime: an edit in place changes them; not ctime (linking a blob out changes it)
+    # nor the inode (a cache directory copied or restored elsewhere keeps them, not its inodes)
+    return [st.st_size, st.st_mtime_ns]
 
 
 def _blob_stats(layout: LayoutStore) -> dict[str, list[int]]:
-    """digest -> [inode, size, modification time] of every blob file of `layout`."""
+    """digest -> [size, modification time] of every blob file of `layout`."""
     return {
         f"{algorithm.name}:{blob.name}": _stat(blob)
         for algorithm in os.scandir(layout.path / "blobs")

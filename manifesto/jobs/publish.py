@@ -334,7 +334,11 @@ def publish(plan: Plan, options: Options | None = None, *, push_index_too: bool 
         return _publish(plan, options, push_index_too, seen, crew)
     except BaseException as e:
         if crew is not None:  # the preflight failed or was interrupted: no probe is left running
-            crew.close(cancel=isinstance(e, KeyboardInterrupt))
+            try:
+                crew.close(cancel=isinstance(e, KeyboardInterrupt))
+            except KeyboardInterrupt:  # Ctrl-C while waiting for a probe: stop it, then go
+                crew.close(cancel=True)
+                raise
         raise
 
 

@@ -257,3 +257,20 @@ def test_a_buildah_publish_mounts_its_base_layers_from_the_target_registry(
     layer = quote(base_image.layer_digest, safe="")
     assert [(r.status, layer in r.query) for r in mounted] == [(201, True)], mounted
     assert not any(layer in r.query for r in uploads(requests, unique_repo))
+
+
+def test_a_base_mount_answered_403_uploads_from_the_layout(
+    built: BuiltImage, registry: Registry, base_image: ArchImage, unique_repo: str
+) -> None:
+    """Some registries answer a cross-repository mount they will not do with 403 (or 404), not
+    the 202 the spec asks for: the layer is here, so it is uploaded and the push succeeds."""
+    from tests.support.faultproxy import FaultProxy, Respond
+
+    assert built.base is not None
+    base = built.base.replace(registry.host, "{host}", 1)
+    with FaultProxy(registry.host) as proxy:
+        refused = proxy.add(Respond(403, b'{"errors":[{"code":"DENIED","message":"no"}]}'), method="POST", path="mount=")
+        stats = push(built, proxy.host, unique_repo, base=base.format(host=proxy.host))
+    assert refused.hits == 1 and (stats.blobs_mounted, stats.blobs_uploaded) == (0, 3)
+    with registry.client() as c:
+        assert c.head(f"/v2/{unique_repo}/blobs/{base_image.layer_digest}").status_code == 200

@@ -385,3 +385,17 @@ def test_every_ignore_file_buildah_may_pick_is_part_of_the_key(tmp_path: Path) -
     before = context_digest(ctx, ctx / "Dockerfile")
     (ctx / "Dockerfile.containerignore").write_text("a\nb\n")  # buildah's first pick now
     assert context_digest(ctx, ctx / "Dockerfile") != before
+
+
+def test_an_export_changed_through_an_output_is_built_again_not_reused(buildah: BuildahBuilder, tmp_path: Path) -> None:
+    """The reused image's layers are hard links to the export's: one edited in place through a
+    layout handed out before must not be linked into the next output; that platform builds."""
+    ctx = context(tmp_path, PLAIN)
+    first = buildah.build(request(ctx, tmp_path / "one", tag="a"), lambda _: None)
+    fetched = LayoutStore(first.layout).manifest(first.tag)
+    layer = ImageManifest.parse(fetched.raw, fetched.media_type).layers[-1]
+    with LayoutStore(first.layout).blob_path(layer.digest).open("r+b") as f:
+        f.write(b"\x00")  # the user's output, edited in place
+    again = buildah.build(request(ctx, tmp_path / "two", tag="b"), lambda _: None)
+    assert buildah.runner.commands.count("build") == 2  # type: ignore[attr-defined]
+    assert again.digest == first.digest and layer_file(again, "app.txt") == b"one\n"

@@ -134,3 +134,31 @@ def test_a_builder_without_storage_is_not_probed(tmp_home, tmp_path: Path, monke
     monkeypatch.setattr(publish_job, "preflight", preflight)
     assert manifesto.publish(_plan(tmp_path), Options(builder=FakeBuilder())).index is not None
     assert not [n for n in names if n.startswith("probe-")]
+
+
+def test_ctrl_c_while_a_failed_preflight_waits_for_the_probe_stops_it(
+    tmp_home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The preflight failed and the run waits for the probe to end; Ctrl-C then must stop the
+    probe's commands, not leave them running after manifesto."""
+    from manifesto.jobs.builds import Crew
+
+    builder = Probing(seconds=60)  # ends early only when cancelled
+    waits: list[bool] = []
+    close = Crew.close
+
+    def interrupted_close(self, *, cancel: bool = False) -> None:  # type: ignore[no-untyped-def]
+        waits.append(cancel)
+        if not cancel:
+            raise KeyboardInterrupt  # Ctrl-C during the wait
+        close(self, cancel=cancel)
+
+    async def preflight(plan, registries, **kw):  # type: ignore[no-untyped-def]
+        builder.started.wait(WAIT)
+        raise AuthError("push denied")
+
+    monkeypatch.setattr(publish_job, "preflight", preflight)
+    monkeypatch.setattr(Crew, "close", interrupted_close)
+    with pytest.raises(KeyboardInterrupt):
+        manifesto.publish(_plan(tmp_path), Options(builder=builder))
+    assert waits == [False, True] and builder.cancels >= 1 and builder.finished.is_set()

@@ -88,3 +88,46 @@ def test_a_runs_buildah_builds_share_one_lookup_and_the_next_run_asks_again(
         builder = Crew(plan, Options()).builders["buildah"]
         assert _together(lambda i: builder.credentials("registry.example")) == [None] * THREADS  # type: ignore[attr-defined]
         assert asked == ["registry.example"] * run
+
+
+def test_a_failed_lookup_is_the_answer_for_everyone_waiting() -> None:
+    """A credential helper that fails is run once, not once per waiting build."""
+    import threading
+
+    from manifesto.errors import AuthError
+    from manifesto.store.registry.lookup import OncePerHost
+
+    runs: list[str] = []
+
+    def failing(host: str):  # type: ignore[no-untyped-def]
+        runs.append(host)
+        time.sleep(0.2)
+        raise AuthError(f"credential helper for {host} failed")
+
+    once = OncePerHost(failing)
+    errors: list[str] = []
+
+    def ask() -> None:
+        try:
+            once("registry.example")
+        except AuthError as e:
+            errors.append(str(e))
+
+    threads = [threading.Thread(target=ask) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert runs == ["registry.example"] and len(errors) == 5
+
+
+def test_an_answer_is_kept_for_its_time_only() -> None:
+    from manifesto.store.registry.lookup import OncePerHost
+
+    runs: list[str] = []
+    once = OncePerHost(lambda host: runs.append(host), ttl=0.1)  # type: ignore[func-returns-value]
+    once("registry.example")
+    once("registry.example")
+    time.sleep(0.15)
+    once("registry.example")
+    assert runs == ["registry.example"] * 2

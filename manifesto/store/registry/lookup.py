@@ -14,12 +14,13 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from manifesto.errors import UsageError
+from manifesto.errors import ManifestoError, UsageError
 from manifesto.store.registry.credential import Credential, Kind, normalize_host
 from manifesto.store.registry.dockerconfig import TOKEN_USERNAME, DockerConfig, Runner
 from manifesto.store.registry.logins import (
@@ -304,24 +305,35 @@ class OncePerHost:
     many threads ask at once; another host is looked up on its own.
 
     Why: a run's builds start together and ask for the same registries, and every lookup may
-    load the keyring or run a credential helper. Kept for the run only (a login made later
-    is seen by the next run). `lookup` defaults to resolve (the default places).
+    load the keyring or run a credential helper. A failed lookup is the answer too (the
+    threads waiting for it get its error at once, not a helper run each); an answer is kept
+    for `ttl` seconds at most (a helper's tokens expire; a long run's later builds ask again),
+    and for this run only (a login made later is seen by the next run). `lookup` defaults to
+    resolve (the default places).
     """
 
-    def __init__(self, lookup: Callable[[str], Credential | None] | None = None):
+    def __init__(self, lookup: Callable[[str], Credential | None] | None = None, ttl: float = 300.0):
         self._lookup = lookup or resolve
+        self._ttl = ttl
         self._lock = threading.Lock()
         self._hosts: dict[str, threading.Lock] = {}
-        self._found: dict[str, Credential | None] = {}
+        self._found: dict[str, tuple[float, Credential | None | ManifestoError]] = {}
 
     def __call__(self, host: str) -> Credential | None:
         key = normalize_host(host)
         with self._lock:
             one = self._hosts.setdefault(key, threading.Lock())
         with one:  # a second thread asking for this host waits for the first one's answer
-            if key not in self._found:
-                self._found[key] = self._lookup(host)
-            return self._found[key]
+            kept = self._found.get(key)
+            if kept is None or time.monotonic() - kept[0] > self._ttl:
+                try:
+                    answer: Credential | None | ManifestoError = self._lookup(host)
+                except ManifestoError as e:
+                    answer = e
+                kept = self._found[key] = (time.monotonic(), answer)
+        if isinstance(kept[1], ManifestoError):
+            raise kept[1]
+        return kept[1]
 
 
 # -- what the CLI calls ---------------------------------------------------------------------
