@@ -90,7 +90,7 @@ def test_create_push_without_push_access_writes_nothing(run_cli, tmp_home, token
     mark = len(token_registry.log_text().splitlines())
     rc, _, err = run_cli("create", "--push", token_registry.ref("lists/no-push", "1"), *[r.ref for r in sources.values()])
     assert rc == 3, err
-    assert "lists/no-push" in one_error(err)
+    assert f"push to {token_registry.host}/lists/no-push" in one_error(err)
     seen = target_requests(token_registry, "lists/no-push", mark)
     assert [r for r in seen if r.startswith(("PUT", "PATCH"))] == [], seen
     # the refused mounts and uploads made nothing there: no blob link, no upload, no repository

@@ -81,7 +81,7 @@ class Uploads:
             return False
 
     async def _start_upload(self, repo: str) -> str:
-        what = f"blob upload to {self.registry}/{repo}"
+        what = f"push to {self.registry}/{repo} (blob upload)"
         resp = await self.request(
             "POST",
             f"/v2/{repo}/blobs/uploads/",
