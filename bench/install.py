@@ -17,7 +17,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -67,7 +66,7 @@ def _installed(tree: str) -> bool:
 def _install() -> None:
     dev = str(VENV / "bin" / "python")
     if not PYTHON.exists():
-        _run([sys.executable if not Path(dev).exists() else dev, "-m", "venv", "--clear", str(BENCH_VENV)])
+        _run([dev, "-m", "venv", "--clear", str(BENCH_VENV)])
     with tempfile.TemporaryDirectory(prefix="manifesto-bench-wheel-") as tmp:
         pins = Path(tmp) / "constraints.txt"
         frozen = subprocess.run(
