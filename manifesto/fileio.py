@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from pathlib import Path
 
 from manifesto.errors import ManifestoError
 
 
+def random_hex() -> str:
+    """32 random hex digits, for names nobody may guess or collide with (temp files, tokens).
+
+    Not uuid4: importing uuid loads `platform` and a C module at every start, for the same
+    16 random bytes."""
+    return os.urandom(16).hex()
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temp file beside `path`, fsync it, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    tmp = path.with_name(f".{path.name}.tmp-{random_hex()}")
     try:
         with open(tmp, "wb") as f:
             f.write(data)

@@ -153,3 +153,14 @@ def test_tenacity_is_loaded_only_when_a_request_is_retried(registry):
         answers = [r.status for r in proxy.requests("GET", r"^/v2/$")]
     assert out.stdout.split() == ["False", "False", "True"]  # (html: only for HTML error pages)
     assert answers == [503, 200]  # retried after the 503, as before
+
+
+def test_the_list_verbs_load_no_uuid():
+    # random names come from os.urandom (fileio.random_hex): uuid would load `platform` and a C
+    # module at every start for the same 16 random bytes
+    probe = (
+        "import manifesto.cli.lists, manifesto.cli.ci, manifesto.store.layout, manifesto.lists.push, sys\n"
+        "print(sorted(m for m in ('uuid', 'platform') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -17,11 +17,11 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from manifesto.fileio import random_hex
 from manifesto.redact import scrub
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def _inert(text: str) -> str:
 
 def _token() -> str:
     """A `::stop-commands::` token: random, so text written after it cannot guess and end it."""
-    return f"manifesto-{uuid.uuid4().hex}"
+    return f"manifesto-{random_hex()}"
 
 
 # ---- $GITHUB_OUTPUT and $GITHUB_STEP_SUMMARY ----------------------------------------------------
@@ -110,7 +110,7 @@ def output_lines(name: str, value: str) -> str:
     line break (with a delimiter the value cannot contain)."""
     if "\n" not in value and "\r" not in value:
         return f"{name}={value}\n"
-    while (delimiter := f"ghadelimiter_{uuid.uuid4()}") in value:
+    while (delimiter := f"ghadelimiter_{random_hex()}") in value:
         pass
     return f"{name}<<{delimiter}\n{value}\n{delimiter}\n"
 

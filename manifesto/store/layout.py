@@ -17,7 +17,6 @@ import fcntl
 import json
 import os
 import re
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Collection, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from manifesto.errors import (
     NotFound,
     UsageError,
 )
-from manifesto.fileio import write_atomic
+from manifesto.fileio import random_hex, write_atomic
 from manifesto.log import get_logger
 from manifesto.oci import canonical, mediatype
 from manifesto.oci.descriptor import Descriptor
@@ -355,7 +354,7 @@ class _BlobWriter:
         self.store = store
         self.descriptor = descriptor
         self.target = store.blob_path(descriptor.digest)
-        self.tmp = store.path / "blobs" / f".tmp-{uuid.uuid4().hex}"
+        self.tmp = store.path / "blobs" / f".tmp-{random_hex()}"
         self.hasher = descriptor.digest.hasher()
         self.size = 0
 
