@@ -67,7 +67,7 @@ from manifesto.builders.buildkey import EXPORT_DIR, EXPORT_TAG, PulledDigests, c
 from manifesto.builders.dirimage import export_via_dir
 from manifesto.builders.export import intact, keep_last
 from manifesto.builders.cache import BLOB_CACHE, cache_home, platform_dir, prepare_blob_cache, store_lock
-from manifesto.builders.storage import BUILDAH_PROBE, OVERLAY, Probe, Verdict, choose, kept, requested, run_probe
+from manifesto.builders.storage import DriverChoice
 from manifesto.builders.runner import Runner, apt_package, missing_tool_message
 from manifesto.errors import (
     BuildError,
@@ -97,8 +97,9 @@ def default_storage(tool: str) -> Path:
     return cache_home() / tool
 
 
-class BuildahBuilder:
-    """Builds with buildah into OCI layouts; safe to call from several threads at once."""
+class BuildahBuilder(DriverChoice):
+    """Builds with buildah into OCI layouts; safe to call from several threads at once. Its
+    storage driver: storage.DriverChoice."""
 
     name = "buildah"
     tool = "buildah"
@@ -117,8 +118,7 @@ class BuildahBuilder:
         self.credentials = credentials  # host -> Credential; None: manifesto's own lookup
         self.executable = executable or self.tool
         self.storage = Path(storage) if storage else default_storage(self.tool)
-        self._verdict = requested(storage_driver)  # None or "auto": probed when first needed
-        self._verdict_lock = threading.Lock()
+        self.choose_driver(storage_driver)
         self.isolation = isolation
         self.pulled = PulledDigests(self.credentials or default_resolve)
         self.file_digests: dict[tuple[int, ...], str] = {}  # buildkey.context_digest's memo
@@ -133,38 +133,6 @@ class BuildahBuilder:
     def cancel(self) -> None:
         """Stop running builds (Builder protocol): their process groups, through the runner."""
         self.runner.cancel()
-
-    # ---- the storage driver (storage.py) ---------------------------------------------------
-
-    @property
-    def storage_driver(self) -> str:
-        """The driver builds use: the explicit one, else overlay where the probe says it
-        works in this storage, else vfs (probed once, when first needed)."""
-        return self.storage_verdict.driver
-
-    @property
-    def storage_verdict(self) -> Verdict:
-        """storage_driver with the reason it was chosen."""
-        with self._verdict_lock:
-            if self._verdict is None:
-                self._verdict = choose(self.storage, self.executable, self.overlay_probe)
-            return self._verdict
-
-    def known_store(self, platform: Platform) -> Path | None:
-        """store(platform) if the driver is known without a probe (chosen, or kept), else None."""
-        with self._verdict_lock:
-            self._verdict = self._verdict or kept(self.storage, self.executable)
-        return self.store(platform) if self._verdict is not None else None
-
-    probe_steps: Probe = BUILDAH_PROBE
-
-    def probe_args(self, root: Path, runroot: Path) -> list[str]:
-        """Global options for the probe's throw-away overlay store at `root`."""
-        return ["--root", str(root), "--runroot", str(runroot), "--storage-driver", OVERLAY]
-
-    def overlay_probe(self, work: Path) -> str | None:
-        """Whether overlay works in a store under `work` (storage.run_probe): None, or why not."""
-        return run_probe(self.runner, self.executable, self.probe_args, work, self.probe_steps)
 
     # ---- command lines (one place each, so podman overrides only what differs) -------------
 

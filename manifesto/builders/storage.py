@@ -32,6 +32,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from manifesto.builders.cache import DRIVER_LOCK, DRIVER_VERDICT, PROBE_PREFIX, 
 from manifesto.builders.runner import Captured, Runner
 from manifesto.errors import BuildError, UsageError
 from manifesto.log import get_logger
+from manifesto.oci.platform import Platform
 
 log = get_logger("manifesto.builders")
 
@@ -92,6 +94,50 @@ class Verdict:
 
     driver: str
     reason: str
+
+
+class DriverChoice:
+    """The storage driver of a buildah-like builder (its `storage`, `executable` and `runner`):
+    chosen, kept, or probed once when first needed; `probe_steps` and `probe_args` are the
+    tool's (podman overrides them)."""
+
+    storage: Path
+    executable: str
+    runner: Runner
+    probe_steps: Probe = BUILDAH_PROBE
+
+    def choose_driver(self, option: str | None) -> None:
+        """`option` (None or auto: probe when first needed; STORAGE_DRIVER still wins)."""
+        self._verdict = requested(option)
+        self._verdict_lock = threading.Lock()
+
+    @property
+    def storage_driver(self) -> str:
+        """The driver builds use: the explicit one, else overlay where the probe says it
+        works in this storage, else vfs (probed once, when first needed)."""
+        return self.storage_verdict.driver
+
+    @property
+    def storage_verdict(self) -> Verdict:
+        """storage_driver with the reason it was chosen."""
+        with self._verdict_lock:
+            if self._verdict is None:
+                self._verdict = choose(self.storage, self.executable, self.overlay_probe)
+            return self._verdict
+
+    def known_store(self, platform: Platform) -> Path | None:
+        """store(platform) if the driver is known without a probe (chosen, or kept), else None."""
+        with self._verdict_lock:
+            self._verdict = self._verdict or kept(self.storage, self.executable)
+        return self.store(platform) if self._verdict is not None else None  # type: ignore[attr-defined]
+
+    def probe_args(self, root: Path, runroot: Path) -> list[str]:
+        """Global options for the probe's throw-away overlay store at `root`."""
+        return ["--root", str(root), "--runroot", str(runroot), "--storage-driver", OVERLAY]
+
+    def overlay_probe(self, work: Path) -> str | None:
+        """Whether overlay works in a store under `work` (run_probe): None, or why not."""
+        return run_probe(self.runner, self.executable, self.probe_args, work, self.probe_steps)
 
 
 def requested(option: str | None, environ: Mapping[str, str] | None = None) -> Verdict | None:
