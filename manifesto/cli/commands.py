@@ -36,16 +36,23 @@ class _Skipped:
         return lambda *args, **kwargs: self
 
 
-def register(sub, add_common) -> None:
-    def command(name: str, help: str, module: str, func: str) -> argparse.ArgumentParser:
+def _maker(sub, add_common, module: str) -> Callable[..., argparse.ArgumentParser]:
+    """command(name, help, func, module=`module`): a subcommand's parser (its help the
+    description too) with the global flags, run by `func` of `module`, imported when it runs."""
+
+    def command(name: str, help: str, func: str, module: str = module) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         add_common(p)
         p.set_defaults(run=_lazy(module, func))
         return p
 
-    lists = "manifesto.cli.lists"
+    return command
 
-    p = command("create", "Create a local manifest list from images (and lists, flattened).", lists, "create")
+
+def register(sub, add_common) -> None:
+    command = _maker(sub, add_common, "manifesto.cli.lists")
+
+    p = command("create", "Create a local manifest list from images (and lists, flattened).", "create")
     p.add_argument("list", metavar="LIST", help="the list's name, e.g. registry/repo:tag")
     p.add_argument(
         "sources", metavar="SOURCE", nargs="+", help="images (or lists) to include: REF, docker://REF or oci:DIR[:TAG|@DIGEST]"
@@ -60,7 +67,7 @@ def register(sub, add_common) -> None:
     p.add_argument("--keep-nested", action="store_true", help="keep an index inside a source list as one entry (default: flatten it)")
     report_args(p)  # with --push
 
-    p = command("annotate", "Set the platform or annotations of one entry of a local list.", lists, "annotate")
+    p = command("annotate", "Set the platform or annotations of one entry of a local list.", "annotate")
     p.add_argument("list", metavar="LIST", help="the local list, as named to create")
     p.add_argument("source", metavar="SOURCE", help="the entry, as given to create (or repo@digest)")
     p.add_argument("--os", help="the entry's operating system (e.g. linux)")
@@ -76,7 +83,7 @@ def register(sub, add_common) -> None:
     p.add_argument("--annotation", action="append", default=[], metavar="K=V", help="entry annotation (repeatable)")
     p.add_argument("--index-annotation", action="append", default=[], metavar="K=V", help="annotation of the list itself")
 
-    p = command("push", "Push a local list: copy every child into the target repo, then tag the list.", lists, "push")
+    p = command("push", "Push a local list: copy every child into the target repo, then tag the list.", "push")
     p.add_argument("list", metavar="LIST", help="the local list to push (its name is where it goes)")
     p.add_argument("-t", "--tag", action="append", default=[], help="also push under this tag (repeatable)")
     p.add_argument("-p", "--purge", action="store_true", help="remove the local list after a successful push")
@@ -85,7 +92,7 @@ def register(sub, add_common) -> None:
     p.add_argument("--format", choices=["oci", "docker"], help="override the list media type")
     report_args(p)
 
-    p = command("inspect", "Show a list or image: remote, or a local draft.", lists, "inspect")
+    p = command("inspect", "Show a list or image: remote, or a local draft.", "inspect")
     p.add_argument(
         "refs", metavar="REF", nargs="+", help="lists or images: REF, docker://REF, oci:DIR[:TAG|@DIGEST], or a local list"
     )
@@ -101,17 +108,17 @@ def register(sub, add_common) -> None:
         help="list what refers to the image and its children (signatures, SBOMs): type, digest, size, found by",
     )  # fmt: skip
 
-    p = command("rm", "Delete local manifest lists.", lists, "rm")
+    p = command("rm", "Delete local manifest lists.", "rm")
     p.add_argument("lists", metavar="LIST", nargs="+", help="local lists to delete")
 
-    p = command("login", "Store credentials for a registry (in the system keyring).", "manifesto.cli.account", "login")
+    p = command("login", "Store credentials for a registry (in the system keyring).", "login", "manifesto.cli.account")
     p.add_argument("registry", metavar="REGISTRY", help="the registry host[:port]")
     p.add_argument("-u", "--username", help="the user name (asked for on a terminal when not given)")
     p.add_argument("-p", "--password", help="insecure: prefer --password-stdin")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     insecure_arg(p)
 
-    p = command("logout", "Forget stored credentials for a registry.", "manifesto.cli.account", "logout")
+    p = command("logout", "Forget stored credentials for a registry.", "logout", "manifesto.cli.account")
     p.add_argument("registry", metavar="REGISTRY", help="the registry host[:port]")
 
     register_publishing(sub, add_common)
@@ -124,9 +131,7 @@ def register(sub, add_common) -> None:
 def register_ratelimit(sub, add_common) -> None:
     """`ratelimit REF`: the pull limit a registry announces, from one HEAD."""
     help = "Show the pull rate limit a registry announces (limit, remaining, window), from one HEAD."
-    p = sub.add_parser("ratelimit", help=help, description=help)
-    add_common(p)
-    p.set_defaults(run=_lazy("manifesto.cli.ratelimit", "ratelimit"))
+    p = _maker(sub, add_common, "manifesto.cli.ratelimit")("ratelimit", help, "ratelimit")
     p.add_argument("ref", metavar="REF", help="an image or list in the registry, e.g. docker.io/library/alpine:3")
     p.add_argument("--json", action="store_true", help="print the figures as JSON (null where not announced)")
     insecure_arg(p)
@@ -177,9 +182,7 @@ def register_index(sub, add_common) -> None:
 
 def register_verify(sub, add_common) -> None:
     text = "Verify an image or index: every child and blob there, each the platform it claims (--run: runs it)."
-    p = sub.add_parser("verify", help=text, description=text)
-    add_common(p)
-    p.set_defaults(run=_lazy("manifesto.cli.verify", "verify"))
+    p = _maker(sub, add_common, "manifesto.cli.verify")("verify", text, "verify")
     p.add_argument("ref", metavar="REF", help="the image or index to verify (tag or digest; or oci:DIR[:TAG])")
     p.add_argument("-f", "--file", metavar="FILE", help="a platforms.yaml whose platforms the index must hold exactly")
     p.add_argument("--run", dest="run_images", action="store_true", help="also run each platform (buildah, under qemu when foreign)")
@@ -189,13 +192,7 @@ def register_verify(sub, add_common) -> None:
 
 
 def register_publishing(sub, add_common) -> None:
-    mod = "manifesto.cli.publishing"
-
-    def command(name: str, help: str, func: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        add_common(p)
-        p.set_defaults(run=_lazy(mod, func))
-        return p
+    command = _maker(sub, add_common, "manifesto.cli.publishing")
 
     def matrix_args(p: argparse.ArgumentParser, builds: bool = True) -> None:
         p.add_argument("-f", "--file", default="platforms.yaml", help="the platform matrix (default: platforms.yaml)")
@@ -271,13 +268,7 @@ def register_publishing(sub, add_common) -> None:
 
 def register_registry(sub, add_common) -> None:
     """The registry verbs: tags, digest, tag, delete, config; and `completion`."""
-    mod = "manifesto.cli.registry"
-
-    def command(name: str, help: str, func: str, module: str = mod) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        add_common(p)
-        p.set_defaults(run=_lazy(module, func))
-        return p
+    command = _maker(sub, add_common, "manifesto.cli.registry")
 
     p = command("tags", "List every tag of a repository (all pages), or of an OCI layout.", "tags")
     p.add_argument("repository", metavar="REPO", help="registry/repository, or oci:DIR")
