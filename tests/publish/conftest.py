@@ -33,7 +33,7 @@ from manifesto.builders.binfmt import check as binfmt_check
 from manifesto.builders.binfmt import fix as binfmt_fix
 from manifesto.oci.platform import Platform
 from tests.support import Registry
-from tests.support.tools import REPO_ROOT, CliResult, missing, require, run, run_cli
+from tests.support.tools import REPO_ROOT, CliResult, missing, private_home, require, run, run_cli
 
 HELLO = REPO_ROOT / "examples" / "hello"
 EPOCH = "1700000000"
@@ -127,25 +127,8 @@ class State:
 
     @classmethod
     def make(cls, root: Path) -> State:
-        home = root / "home"
-        dirs = {
-            "HOME": home,
-            "XDG_CONFIG_HOME": home / ".config",
-            "XDG_DATA_HOME": home / ".local" / "share",
-            "XDG_CACHE_HOME": home / ".cache",
-            "XDG_STATE_HOME": home / ".local" / "state",
-            "XDG_RUNTIME_DIR": home / "run",
-            "DOCKER_CONFIG": home / ".docker",
-        }
-        for d in dirs.values():
-            d.mkdir(parents=True, exist_ok=True)
-        dirs["XDG_RUNTIME_DIR"].chmod(0o700)
-        env = {k: str(v) for k, v in dirs.items()}
-        env.update(
-            PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring",
-            MANIFESTO_KEYRING="file",
-            SOURCE_DATE_EPOCH=EPOCH,
-        )
+        env = private_home(root / "home")
+        env.update(MANIFESTO_KEYRING="file", SOURCE_DATE_EPOCH=EPOCH)
         return cls(root, env)
 
     @property
