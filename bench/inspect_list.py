@@ -36,7 +36,7 @@ from bench.common import (
 NAME = "inspect"
 TARGET = 2.5
 RUNS = 10  # per round; --repeat sets the rounds (default 5), so 50 runs of each by default
-FLOOR = "import asyncio, httpx, httpcore, h11, anyio._backends._asyncio"
+FLOOR = "import asyncio, httpx, h11"
 
 
 def bench(ctx: Context) -> list[Result]:
@@ -71,9 +71,9 @@ def bench(ctx: Context) -> list[Result]:
     }
 
     # The floor: what any Python process that sends one request this way loads before its first
-    # byte (the interpreter, asyncio, httpx, httpcore with h11, anyio's asyncio backend, which
-    # httpcore's locks and sockets use under asyncio). Timed in the same rounds, so floor/docker
-    # says whether the target is reachable at all without leaving that stack.
+    # byte (the interpreter, asyncio, httpx, and h11 for HTTP/1.1 to a loopback registry:
+    # store/registry/http1.py). Timed in the same rounds, so floor/docker says whether the target
+    # is reachable at all without leaving that stack.
     floor = {"floor": [str(PYTHON), "-c", FLOOR]}
     repeat = ctx.repeat()
     got = timed_rounds({**commands, **floor}, env_m, rounds=repeat, runs=RUNS)

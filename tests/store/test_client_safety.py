@@ -119,7 +119,7 @@ def test_only_the_loopback_registry_itself_skips_tls_verification():
         async with RegistryClient("127.0.0.1:5999") as client:
             own = client.http._transport_for_url(httpx.URL("https://127.0.0.1:5999/v2/"))
             other = client.http._transport_for_url(httpx.URL("https://auth.example.com/token")).inner
-            return own._pool._ssl_context.verify_mode, other._pool._ssl_context.verify_mode
+            return own._tls().verify_mode, other._pool._ssl_context.verify_mode
 
     own, other = asyncio.run(modes())
     assert own == ssl.CERT_NONE and other == ssl.CERT_REQUIRED

@@ -3,10 +3,8 @@ built only when a request needs one."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import ssl
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,19 +70,8 @@ class OnFirstUse(httpx.AsyncBaseTransport):
             await self._inner.aclose()
 
 
-def unverified_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
-    """HTTP/1.1 without certificate checks, for a loopback or --insecure registry's own origin.
+def unverified_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+    """HTTP/1.1 without certificate checks, for a loopback or --insecure registry's own origin."""
+    from manifesto.store.registry.http1 import Http1Transport
 
-    Such a client never speaks HTTP/2, so httpcore is loaded without its HTTP/2 modules and h2
-    (~10 ms of a ~150 ms `manifesto inspect`): httpcore imports them eagerly only to export
-    names, and imports them again where a connection really negotiates HTTP/2, so a verified
-    client made later in the same process still gets HTTP/2.
-    """
-    if "httpcore" not in sys.modules and "h2" not in sys.modules:
-        sys.modules["h2"] = None  # type: ignore[assignment]  # makes `import h2` fail at once
-        try:
-            importlib.import_module("httpcore")
-        finally:
-            if sys.modules.get("h2", ...) is None:
-                del sys.modules["h2"]
-    return httpx.AsyncHTTPTransport(verify=False, limits=limits)
+    return Http1Transport(limits)
