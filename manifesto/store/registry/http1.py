@@ -36,10 +36,41 @@ async def _within(step: Awaitable[T], timeout: float | None) -> T:
         return await step
 
 
+class _Reader(asyncio.StreamReader):
+    """A stream whose bytes received before a reset stay readable, the error after them.
+
+    asyncio's own raises a connection's error as soon as it is lost, dropping what the server
+    sent first: a registry that answers an upload (401, 413) and closes before taking the whole
+    body would have its answer lost behind "connection reset".
+    """
+
+    _lost: BaseException | None = None
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._lost = exc
+        self.feed_eof()
+
+    async def read(self, n: int = -1) -> bytes:
+        data = await super().read(n)
+        if not data and self._lost is not None:
+            raise self._lost
+        return data
+
+
+async def _open(host: str, port: int, tls: ssl.SSLContext | None) -> tuple[_Reader, asyncio.StreamWriter]:
+    loop = asyncio.get_running_loop()
+    reader = _Reader(limit=READ_SIZE, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await loop.create_connection(
+        lambda: protocol, host, port, ssl=tls, server_hostname=host if tls else None
+    )
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
 class _Connection:
     """One connection to an origin and its h11 state."""
 
-    def __init__(self, origin: Origin, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    def __init__(self, origin: Origin, reader: _Reader, writer: asyncio.StreamWriter):
         self.origin = origin
         self.reader = reader
         self.writer = writer
@@ -90,10 +121,13 @@ class _Connection:
 
 
 class Http1Transport(httpx.AsyncBaseTransport):
-    """Keep-alive HTTP/1.1 connections, at most `limits.max_connections` at once in all."""
+    """Keep-alive HTTP/1.1 connections, at most `limits.max_connections` open at once in all
+    (idle ones included), at most `limits.max_keepalive_connections` of them idle."""
 
     def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None):
-        self._slots = asyncio.Semaphore(limits.max_connections or 100)
+        self._max = limits.max_connections or 100
+        self._slots = asyncio.Semaphore(self._max)
+        self._busy = 0  # requests holding a slot: each has at most one connection
         self._keep = limits.max_keepalive_connections if limits.max_keepalive_connections is not None else 20
         self._ssl_context = ssl_context
         self._idle: dict[Origin, list[_Connection]] = {}
@@ -117,6 +151,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
             await _within(self._slots.acquire(), timeout.get("pool"))
         except TimeoutError:
             raise httpx.PoolTimeout("timed out waiting for a connection", request=request) from None
+        self._busy += 1
         conn = None
         try:
             conn = self._take(origin) or await self._connect(origin, request, timeout.get("connect"))
@@ -124,9 +159,13 @@ class Http1Transport(httpx.AsyncBaseTransport):
         except BaseException:
             if conn is not None:
                 self._drop(conn)
-            self._slots.release()
+            self._free()
             raise
         return response
+
+    def _free(self) -> None:
+        self._busy -= 1
+        self._slots.release()
 
     def _take(self, origin: Origin) -> _Connection | None:
         idle, now = self._idle.get(origin), time.monotonic()
@@ -138,13 +177,15 @@ class Http1Transport(httpx.AsyncBaseTransport):
         return None
 
     async def _connect(self, origin: Origin, request: httpx.Request, timeout: float | None) -> _Connection:
+        # room for one more: idle connections (to any origin) count against the bound too
+        idle = sorted((c for conns in self._idle.values() for c in conns), key=lambda c: c.idle_since)
+        for conn in idle[: max(0, self._busy + len(idle) - self._max)]:
+            self._idle[conn.origin].remove(conn)
+            self._drop(conn)
         scheme, host, port = origin
         tls = self._tls() if scheme == "https" else None
         try:
-            reader, writer = await _within(
-                asyncio.open_connection(host, port, ssl=tls, server_hostname=host if tls else None, limit=READ_SIZE),
-                timeout,
-            )
+            reader, writer = await _within(_open(host, port, tls), timeout)
         except TimeoutError:
             raise httpx.ConnectTimeout(f"timed out connecting to {host}:{port}", request=request) from None
         except OSError as e:  # ssl.SSLError included: a plain-HTTP server answering a handshake
@@ -178,7 +219,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
 
     def _release(self, conn: _Connection, complete: bool) -> None:
         """A response is closed: its connection goes back to the pool if it can carry another."""
-        self._slots.release()
+        self._free()
         if complete and conn.state.our_state is h11.DONE and conn.state.their_state is h11.DONE:
             conn.state.start_next_cycle()
             idle = self._idle.setdefault(conn.origin, [])
