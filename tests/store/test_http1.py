@@ -15,6 +15,8 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,6 +288,42 @@ def test_an_idle_connection_the_server_closed_is_not_reused():
             assert server.connections == 2
 
     run(main())
+
+
+def test_a_close_the_event_loop_has_not_read_yet_is_seen_before_reuse():
+    """The server's FIN is in the kernel but the client's loop has not run since: the idle
+    connection must still not be handed out (its request would meet a closed connection)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    closed = threading.Event()
+
+    def serve() -> None:  # a thread, so the close happens while the client's loop is blocked
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(OK)
+            conn.recv(1)  # waits for the client's go-ahead byte... or its close
+        closed.set()
+
+    async def main() -> None:
+        transport = Http1Transport(httpx.Limits(max_connections=2, max_keepalive_connections=2))
+        async with httpx.AsyncClient(transport=transport, timeout=timeout()) as http:
+            assert (await http.get(f"http://127.0.0.1:{port}/1")).status_code == 200
+            [conn] = transport._idle[("http", "127.0.0.1", port)]
+            conn.writer.write(b"x")  # the server closes once this arrives
+            await conn.writer.drain()
+            assert closed.wait(2)
+            time.sleep(0.05)  # blocking on purpose: the loop must not read the FIN first
+            assert not conn.reader.at_eof()  # the loop has not seen it...
+            assert transport._take(("http", "127.0.0.1", port)) is None  # ...the socket has
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        run(main())
+    finally:
+        listener.close()
+        thread.join(2)
 
 
 def test_an_expired_idle_connection_is_not_reused(monkeypatch):

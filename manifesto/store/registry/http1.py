@@ -14,6 +14,7 @@ and any other host a redirect or a token realm leads to, stays on httpx's own tr
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -67,6 +68,15 @@ async def _open(host: str, port: int, tls: ssl.SSLContext | None) -> tuple[_Read
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
 
+def _readable(sock: object) -> bool:
+    """Whether something waits to be read on a socket, without waiting."""
+    if sock is None:
+        return False
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class _Connection:
     """One connection to an origin and its h11 state."""
 
@@ -78,12 +88,14 @@ class _Connection:
         self.idle_since = time.monotonic()
 
     def reusable(self, now: float) -> bool:
-        """Idle, not expired, and not closed by the server meanwhile (EOF already seen)."""
+        """Idle, not expired, and not closed by the server meanwhile: neither an EOF the event
+        loop has seen nor anything waiting in the socket (a close the loop has not read yet)."""
         return (
             self.state.our_state is h11.IDLE
             and now - self.idle_since < KEEPALIVE_EXPIRY
             and not self.reader.at_eof()
             and not self.writer.is_closing()
+            and not _readable(self.writer.get_extra_info("socket"))
         )
 
     async def send(self, event: h11.Event, request: httpx.Request, timeout: float | None) -> None:
