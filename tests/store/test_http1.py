@@ -496,6 +496,95 @@ def test_a_body_cut_short_is_a_transport_error_when_read():
     run(main())
 
 
+def test_a_body_that_fails_while_read_frees_its_slot_without_a_close():
+    """A caller whose read of a body fails may never close the response (a retried 503 read
+    with aread): the failed body hands its slot back itself, or the next request waits forever."""
+
+    async def main() -> None:
+        async def handle(peer: Peer) -> None:
+            req = await peer.request()
+            if req is not None and req.target == "/cut":
+                await peer.send(b"HTTP/1.1 503 Busy\r\nContent-Length: 100\r\n\r\nshort")  # then close
+                return
+            await peer.send(OK)
+            await peer.stall()
+
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with Server(handle) as server, client(limits) as http:
+            response = await http.send(http.build_request("GET", f"{server.url}/cut"), stream=True)
+            with pytest.raises(httpx.RemoteProtocolError):
+                await response.aread()  # and never closed
+            assert (await http.get(f"{server.url}/next", timeout=timeout(pool=0.5))).status_code == 200
+
+    run(main())
+
+
+@pytest.mark.parametrize("when", ["later", "same-packet", "garbage"])
+def test_bytes_after_a_response_are_never_read_as_the_next_answer(when):
+    """Whatever a server sends beyond a response (a stale answer in the same packet, a notice
+    while the connection is idle, garbage) makes the connection unusable: the next request
+    gets its own answer on a new connection."""
+    stale = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 5\r\n\r\nSTALE"
+
+    async def main() -> None:
+        async def handle(peer: Peer) -> None:
+            if await peer.request() is None:
+                return
+            if peer.index > 1:
+                await peer.send(OK)
+                await peer.stall()
+                return
+            first = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"
+            if when == "same-packet":
+                await peer.send(first + stale)
+            else:
+                await peer.send(first)
+                await asyncio.sleep(0.05)
+                await peer.send(stale if when == "later" else b"\x00\x01 not http")
+            await peer.stall()
+
+        async with Server(handle) as server, client() as http:
+            assert (await http.get(f"{server.url}/1")).content == b"first"
+            await asyncio.sleep(0.15)
+            second = await http.get(f"{server.url}/2")
+            assert (second.status_code, second.content) == (200, b"ok")
+            assert server.connections == 2
+
+    run(main())
+
+
+def test_a_long_response_head_is_read():
+    """Real registries send long headers (Link pagination, policy headers): 40 KB is fine."""
+
+    async def main() -> None:
+        async def handle(peer: Peer) -> None:
+            await peer.request()
+            head = b"HTTP/1.1 200 OK\r\nLink: <" + b"x" * 40_000 + b">\r\nContent-Length: 2\r\n\r\nok"
+            for i in range(0, len(head), 4096):  # in pieces, so the client holds an incomplete head
+                await peer.send(head[i : i + 4096])
+                await asyncio.sleep(0.005)
+            await peer.stall()
+
+        async with Server(handle) as server, client() as http:
+            response = await http.get(f"{server.url}/")
+            assert response.status_code == 200 and len(response.headers["link"]) == 40_002
+
+    run(main())
+
+
+def test_an_http_1_0_answer_says_so_and_ends_at_the_close():
+    async def main() -> None:
+        async def handle(peer: Peer) -> None:
+            await peer.request()
+            await peer.send(b"HTTP/1.0 200 OK\r\n\r\nuntil the end")  # no length: the close ends it
+
+        async with Server(handle) as server, client() as http:
+            response = await http.get(f"{server.url}/")
+            assert (response.http_version, response.content) == ("HTTP/1.0", b"until the end")
+
+    run(main())
+
+
 def test_slow_headers_are_a_read_timeout_and_the_connection_is_dropped():
     async def main() -> None:
         async def handle(peer: Peer) -> None:

@@ -25,6 +25,7 @@ import httpx
 
 KEEPALIVE_EXPIRY = 5.0  # seconds an idle connection is kept: a server closes its own after a while
 READ_SIZE = 64 * 1024
+MAX_HEAD = 100 * 1024  # a response head may be this long (h11's own default, 16 KiB, is short of real ones)
 
 T = TypeVar("T")
 Origin = tuple[str, str, int]
@@ -57,6 +58,11 @@ class _Reader(asyncio.StreamReader):
             raise self._lost
         return data
 
+    @property
+    def pending(self) -> int:
+        """Bytes received and not read yet."""
+        return len(self._buffer)
+
 
 async def _open(host: str, port: int, tls: ssl.SSLContext | None) -> tuple[_Reader, asyncio.StreamWriter]:
     loop = asyncio.get_running_loop()
@@ -84,19 +90,24 @@ class _Connection:
         self.origin = origin
         self.reader = reader
         self.writer = writer
-        self.state = h11.Connection(h11.CLIENT)
+        self.state = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         self.idle_since = time.monotonic()
 
-    def reusable(self, now: float) -> bool:
-        """Idle, not expired, and not closed by the server meanwhile: neither an EOF the event
-        loop has seen nor anything waiting in the socket (a close the loop has not read yet)."""
+    def silent(self) -> bool:
+        """Nothing from the server beyond the last response: no bytes after it, none received
+        since, none waiting in the socket (a close the event loop has not read yet). Whatever
+        came would otherwise be read as the answer to the next request."""
         return (
-            self.state.our_state is h11.IDLE
-            and now - self.idle_since < KEEPALIVE_EXPIRY
+            not self.state.trailing_data[0]
+            and not self.reader.pending
             and not self.reader.at_eof()
             and not self.writer.is_closing()
             and not _readable(self.writer.get_extra_info("socket"))
         )
+
+    def reusable(self, now: float) -> bool:
+        """Idle, not expired, and silent since its last response."""
+        return self.state.our_state is h11.IDLE and now - self.idle_since < KEEPALIVE_EXPIRY and self.silent()
 
     async def send(self, event: h11.Event, request: httpx.Request, timeout: float | None) -> None:
         data = self.state.send(event)
@@ -226,13 +237,13 @@ class Http1Transport(httpx.AsyncBaseTransport):
             event.status_code,
             headers=event.headers.raw_items(),
             stream=_Body(self, conn, request, read),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": event.reason},
+            extensions={"http_version": b"HTTP/" + event.http_version, "reason_phrase": event.reason},
         )
 
     def _release(self, conn: _Connection, complete: bool) -> None:
         """A response is closed: its connection goes back to the pool if it can carry another."""
         self._free()
-        if complete and conn.state.our_state is h11.DONE and conn.state.their_state is h11.DONE:
+        if complete and conn.state.our_state is h11.DONE and conn.state.their_state is h11.DONE and conn.silent():
             conn.state.start_next_cycle()
             idle = self._idle.setdefault(conn.origin, [])
             if sum(len(x) for x in self._idle.values()) < self._keep:
@@ -263,15 +274,21 @@ class _Body(httpx.AsyncByteStream):
         self._closed = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        while True:
-            event = await self._conn.receive(self._request, self._timeout)
-            if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                self._complete = True
-                return
-            else:
-                raise httpx.RemoteProtocolError(f"unexpected {type(event).__name__} in the response body", request=self._request)
+        try:
+            while True:
+                event = await self._conn.receive(self._request, self._timeout)
+                if isinstance(event, h11.Data):
+                    yield bytes(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    self._complete = True
+                    return
+                else:
+                    raise httpx.RemoteProtocolError(
+                        f"unexpected {type(event).__name__} in the response body", request=self._request
+                    )
+        except BaseException:
+            await self.aclose()  # a caller whose read failed may never close the response itself
+            raise
 
     async def aclose(self) -> None:
         if not self._closed:

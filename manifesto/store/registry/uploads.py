@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from manifesto.errors import DigestMismatch, ManifestoError, NetworkError, NotFound, RegistryError
+from manifesto.errors import ContentError, DigestMismatch, ManifestoError, NetworkError, NotFound, RegistryError
 from manifesto.log import get_logger
 from manifesto.oci.descriptor import Descriptor
 from manifesto.store.registry.auth import repository_scope
@@ -100,9 +100,9 @@ class Uploads:
         self, repo: str, location: str, descriptor: Descriptor, source: Path | AsyncIterator[bytes], what: str
     ) -> None:
         if isinstance(source, Path):
-            content: Callable[[], Any] = lambda: file_chunks(source)
+            content: Callable[[], Any] = lambda: _sized(file_chunks(source), descriptor, what)
         else:
-            content = lambda: source  # noqa: E731 — a stream is sent once
+            content = lambda: _sized(source, descriptor, what)  # noqa: E731 — a stream is sent once
         resp = await self.request(
             "PUT",
             location,
@@ -158,3 +158,17 @@ class Uploads:
         if header and header != str(descriptor.digest):
             raise DigestMismatch(f"{what}: registry stored {header}")
         log.debug("blob_uploaded", digest=str(descriptor.digest), size=descriptor.size)
+
+
+async def _sized(chunks: AsyncIterator[bytes], descriptor: Descriptor, what: str) -> AsyncIterator[bytes]:
+    """`chunks`, refused as soon as they outgrow the blob's size or end short of it: the upload
+    declares that size as its Content-Length, and a source that disagrees with its own
+    descriptor (a registry or a layout serving other bytes) is bad content, not a transport fault."""
+    sent = 0
+    async for chunk in chunks:
+        sent += len(chunk)
+        if sent > descriptor.size:
+            raise ContentError(f"{what}: the source has more than the {descriptor.size} bytes its descriptor says")
+        yield chunk
+    if sent != descriptor.size:
+        raise ContentError(f"{what}: the source has {sent} bytes, not the {descriptor.size} its descriptor says")
