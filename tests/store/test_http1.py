@@ -23,12 +23,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from manifesto.store.registry import http1
 from manifesto.store.registry.http1 import Http1Transport
-from tests.support.certs import self_signed
+from tests.support.certs import write_self_signed
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -186,13 +184,7 @@ def keepalive(answer: bytes = OK, delay: float = 0.0) -> Handler:
 
 
 def tls_context(directory: Path) -> ssl.SSLContext:
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = self_signed(key, "manifesto http1 test", ip="127.0.0.1", days=1)
-    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    cert_path, key_path = write_self_signed(directory, "manifesto http1 test")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert_path, key_path)
     return ctx

@@ -8,24 +8,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from manifesto.store.registry.client import RegistryClient
 from manifesto.store.registry.tls import ssl_context
-from tests.support.certs import self_signed
+from tests.support.certs import write_self_signed
 from tests.support.registry import Registry
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = self_signed(key, "manifesto test registry", ip="127.0.0.1", days=1)
-    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
+    return write_self_signed(directory, "manifesto test registry")
 
 
 @pytest.fixture(scope="module")

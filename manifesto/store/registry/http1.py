@@ -147,12 +147,12 @@ class Http1Transport(httpx.AsyncBaseTransport):
     """Keep-alive HTTP/1.1 connections, at most `limits.max_connections` open at once in all
     (idle ones included), at most `limits.max_keepalive_connections` of them idle."""
 
-    def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None):
+    def __init__(self, limits: httpx.Limits):
         self._max = limits.max_connections or 100
         self._slots = asyncio.Semaphore(self._max)
         self._busy = 0  # requests holding a slot: each has at most one connection
         self._keep = limits.max_keepalive_connections if limits.max_keepalive_connections is not None else 20
-        self._ssl_context = ssl_context
+        self._ssl_context: ssl.SSLContext | None = None  # made on the first https request
         self._idle: dict[Origin, list[_Connection]] = {}
         self._open: set[_Connection] = set()
 
