@@ -331,7 +331,9 @@ def builders_for(
 
     The buildah and podman builders look registry credentials up through `credentials`
     (default: a new lookup.OncePerHost): their builds start together and ask for the same
-    hosts, and each lookup may load the keyring, so a run looks each host up once.
+    hosts, and each lookup may load the keyring, so a run looks each host up once. The native
+    builder reads each FROM reference once per run (base_image.FirstReads): every platform
+    builds on the same base.
     """
     from manifesto.builders import get_builder
     from manifesto.builders.cache import TOOLS
@@ -341,7 +343,17 @@ def builders_for(
         return {name: given for name in unique}
     if credentials is None and any(name in TOOLS for name in unique):
         credentials = _lookup_once()
-    return {name: get_builder(name, credentials=credentials) if name in TOOLS else get_builder(name) for name in unique}
+
+    def make(name: str) -> Builder:
+        if name in TOOLS:
+            return get_builder(name, credentials=credentials)
+        if name == "native":
+            from manifesto.builders.native.base_image import FirstReads
+
+            return get_builder(name, bases=FirstReads())
+        return get_builder(name)
+
+    return {name: make(name) for name in unique}
 
 
 def _lookup_once() -> Callable[[str], object]:

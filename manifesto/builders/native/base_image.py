@@ -10,7 +10,11 @@ image must be that platform, as its config says.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
+import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,8 +49,54 @@ class BaseImage:
 SCRATCH = BaseImage("scratch")
 
 
-async def resolve(image: str | None, platform: Platform, registries: Registries, where: object) -> BaseImage:
-    """The base FROM names, for `platform`: scratch (None), a layout, or a registry image."""
+class FirstReads:
+    """What each FROM reference gave when a build of this run first read it, shared by the
+    run's other builds (each platform builds in a thread and event loop of its own).
+
+    Why: every platform of a publish then builds on the same base, even when its tag is pushed
+    again while the run builds, and the registry serves (and counts as a pull) one read of it
+    instead of one per platform. Only a read that succeeded is shared: a build that waited on
+    one that failed or was cancelled reads for itself.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reads: dict[str, concurrent.futures.Future[Fetched]] = {}
+
+    async def get(self, key: str, read: Callable[[], Awaitable[Fetched]]) -> Fetched:
+        with self._lock:
+            shared = self._reads.get(key)
+            if shared is None:
+                shared = self._reads[key] = concurrent.futures.Future()
+                shared.set_running_or_notify_cancel()  # a waiter that is cancelled cannot cancel it
+                mine = True
+            else:
+                mine = False
+        if not mine:
+            try:
+                return await asyncio.wrap_future(shared)
+            except _NotShared:
+                return await self.get(key, read)
+        try:
+            got = await read()
+        except BaseException:
+            with self._lock:
+                del self._reads[key]
+            shared.set_exception(_NotShared())
+            raise
+        shared.set_result(got)
+        return got
+
+
+class _NotShared(Exception):
+    """The first read of a reference failed: whoever waited on it reads for itself."""
+
+
+async def resolve(
+    image: str | None, platform: Platform, registries: Registries, where: object, reads: FirstReads | None = None
+) -> BaseImage:
+    """The base FROM names, for `platform`: scratch (None), a layout, or a registry image (read
+    once per run when `reads` is given)."""
     if image is None:
         return SCRATCH
     if image.startswith(LAYOUT_PREFIX):
@@ -62,8 +112,12 @@ async def resolve(image: str | None, platform: Platform, registries: Registries,
     except UsageError as e:
         raise UsageError(f"{where}: FROM: {e}") from None
     client = registries.client(ref)
+
+    async def read() -> Fetched:
+        return await client.get_manifest(ref.repository, ref.reference)
+
     try:
-        fetched = await client.get_manifest(ref.repository, ref.reference)
+        fetched = await (reads.get(f"{ref}|{registries.insecure}", read) if reads is not None else read())
     except NotFound:
         raise UsageError(f"{where}: FROM {image}: no such image ({ref})") from None
     return await _for_platform(client, ref.repository, fetched, platform, ref.familiar, ref.name)

@@ -165,8 +165,11 @@ class NativeBuilder:
 
     name = "native"
 
-    def __init__(self, runner: object = None, *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self, runner: object = None, *, clock: Callable[[], float] = time.time, bases: base_image.FirstReads | None = None
+    ):
         self.clock = clock  # `now` for history and config times without SOURCE_DATE_EPOCH
+        self.bases = bases  # a run's first read of each FROM, shared by its platforms (jobs/builds.py)
         self._lock = threading.Lock()
         self._running: set[_Run] = set()
 
@@ -240,7 +243,7 @@ class NativeBuilder:
         log.info("build_start", builder=self.name, platform=str(platform), output=str(request.output), format=fmt)
         base = read_base(text, file, args, platform)
         async with Registries(insecure=request.insecure) as registries:
-            image = await base_image.resolve(base.image, platform, registries, base.where)
+            image = await base_image.resolve(base.image, platform, registries, base.where, self.bases)
         on_line(f"FROM {image.label}" + (f"@{image.digest}" if image.digest else ""))
         base_config = image.config or {}
         recipe = interpret(text, file, args, platform, base_config.get("config"))
