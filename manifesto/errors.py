@@ -62,6 +62,7 @@ class RegistryError(ManifestoError):
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
         self.status = status
         self.code = code
+        self.retry_after: float | None = None  # seconds the registry asked to wait, if it did
         super().__init__(message)
 
 

@@ -32,12 +32,12 @@ from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.oci.manifest import ImageIndex, ImageManifest, parse
 from manifesto.store.protocol import BlobOrigins, Fetched, LocalBlobs, Mounter, Store
-from manifesto.store.registry.retry import RETRY_STATUSES
+from manifesto.store.registry import retry
 from manifesto.tags import Snapshot, TagMove, move_tags
 
 log = get_logger("manifesto.transfer")
 
-BLOB_COPY_ATTEMPTS = 3  # a streamed blob is copied again from the source at most twice
+BLOB_COPY_ATTEMPTS = retry.ATTEMPTS  # copies of a streamed blob from its source, the first included
 BYTES_EVERY = 0.25  # seconds between byte reports for one blob (the first and the last always go)
 FILE_CHUNK = 1024 * 1024
 
@@ -160,7 +160,7 @@ class Copier:
                 await self._write(descriptor, data, location)
                 return
             except (NetworkError, RegistryError) as e:
-                if isinstance(e, RegistryError) and e.status not in RETRY_STATUSES:
+                if isinstance(e, RegistryError) and e.status not in retry.RETRY_STATUSES:
                     raise  # the registry refused the blob: copying it again changes nothing
                 # (whether a broken final PUT landed anyway, the store's write_blob has checked)
                 if attempt == BLOB_COPY_ATTEMPTS:
@@ -169,10 +169,14 @@ class Copier:
                     raise
                 log.info("blob_copy_restart", digest=str(descriptor.digest), attempt=attempt, reason=str(e))
                 location = None  # a mount's session went with the broken upload
+                # the one retry policy's pause, or the registry's Retry-After, before copying again
+                backoff = getattr(self.target.store, "backoff", retry.BACKOFF)
+                wait = retry.pause(attempt, backoff, getattr(e, "retry_after", None))
             finally:
                 await data.aclose()  # closes the source's response
                 if data is not raw:
                     await raw.aclose()
+            await asyncio.sleep(wait)
 
     async def _counted(self, descriptor: Descriptor, data: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
         """`data`, telling on_bytes how much has gone: at the start, at most every BYTES_EVERY

@@ -46,7 +46,7 @@ def copy_dir_image(source: Path, dst: LayoutStore, tag: str, *, reproducible: bo
         raw = (source / "manifest.json").read_bytes()
     except OSError as e:
         raise ContentError(f"{source}: no image written there ({e.strerror})") from None
-    media_type = detect_media_type(raw)
+    media_type = detect_media_type(raw, what=f"{source}/manifest.json")
     if not mediatype.is_image_manifest(media_type):
         raise ContentError(f"{source}: expected an image manifest, got {media_type}")
     manifest = ImageManifest.parse(raw, media_type, f"{source}/manifest.json")

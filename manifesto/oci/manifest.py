@@ -46,8 +46,9 @@ def _artifact_type(doc: dict[str, Any], where: str) -> str | None:
     return value or None
 
 
-def detect_media_type(raw: bytes, content_type: str | None = None) -> str:
-    """The manifest media type: from Content-Type if it names one, else from the document."""
+def detect_media_type(raw: bytes, content_type: str | None = None, what: str = "manifest") -> str:
+    """The manifest media type: from Content-Type if it names one, else from the document
+    (`what` names it in the error when neither does)."""
     if content_type:
         ct = content_type.split(";")[0].strip()
         if ct in mediatype.MANIFESTS:
@@ -65,7 +66,8 @@ def detect_media_type(raw: bytes, content_type: str | None = None) -> str:
             return mediatype.OCI_MANIFEST
         if doc.get("schemaVersion") == 1:
             return mediatype.DOCKER_SCHEMA1_SIGNED
-    raise ContentError(f"cannot tell the manifest type (Content-Type {content_type!r})")
+    served = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+    raise ContentError(f"{what}: cannot tell the manifest type ({served}, and the body names none)")
 
 
 @dataclass(frozen=True)

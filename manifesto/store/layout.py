@@ -191,7 +191,7 @@ class LayoutStore:
                 if d.digest == digest:
                     return Descriptor(d.media_type, d.digest, d.size)
             raw = self.read_bytes(digest, "manifest")
-            return Descriptor(detect_media_type(raw), digest, len(raw))
+            return Descriptor(detect_media_type(raw, what=f"{self.name} manifest {digest}"), digest, len(raw))
         found = self.tags().get(reference)
         if found is None:
             raise NotFound(f"{self.path}: no tag {reference!r}")

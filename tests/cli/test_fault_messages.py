@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 
+from manifesto.transfer import BLOB_COPY_ATTEMPTS
 from tests.store.test_fault_proxy import MIB, Image
 from tests.store import test_tls_failures
 from tests.support.faultproxy import Cut, FaultProxy
@@ -35,9 +36,12 @@ def test_a_copy_whose_source_always_breaks_says_so_once(cli, one_line_error, reg
     with FaultProxy(registry.host) as proxy:
         proxy.add(Cut(after=MIB), method="GET", path=image.layer_digest[7:])
         result = cli("copy", proxy.ref("messages/src", "1"), target.ref("messages/dst", "1"), timeout=60)
-        assert len(proxy.requests("GET", image.layer_digest[7:])) == 3
+        assert len(proxy.requests("GET", image.layer_digest[7:])) == BLOB_COPY_ATTEMPTS
     one_line_error(
-        result, 1, f"connection lost while downloading blob {image.layer_digest} from {proxy.host}/messages/src after 3 attempts"
+        result,
+        1,
+        f"connection lost while downloading blob {image.layer_digest} from {proxy.host}/messages/src "
+        f"after {BLOB_COPY_ATTEMPTS} attempts",
     )
 
 

@@ -296,3 +296,8 @@ def test_subject_is_read() -> None:
     doc["subject"] = {"mediaType": mediatype.OCI_MANIFEST, "digest": C, "size": 3}
     m = ImageManifest.parse(json.dumps(doc).encode(), mediatype.OCI_MANIFEST)
     assert m.subject is not None and str(m.subject.digest) == C
+
+
+def test_an_unknown_manifest_type_names_what_was_read() -> None:
+    with pytest.raises(ContentError, match=r"^manifest example\.com/r:1: cannot tell the manifest type \(no Content-Type"):
+        detect_media_type(b"[]", None, "manifest example.com/r:1")

@@ -10,7 +10,7 @@ import ssl
 import httpx
 import pytest
 
-from manifesto.errors import AuthError, RegistryError
+from manifesto.errors import AuthError, ContentError, RegistryError
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
 from manifesto.store.registry.client import RegistryClient
@@ -127,3 +127,15 @@ def test_only_the_loopback_registry_itself_skips_tls_verification():
 
 async def _chunks(data: bytes):
     yield data
+
+
+def test_a_body_that_is_no_manifest_is_refused_naming_the_reference():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"<html>maintenance</html>", headers={"Content-Type": "text/html"})
+
+    async def run() -> None:
+        async with RegistryClient("registry.example.com", transport=httpx.MockTransport(handler)) as client:
+            await client.get_manifest("team/app", "1")
+
+    with pytest.raises(ContentError, match=r"^manifest registry\.example\.com/team/app:1: cannot tell the manifest type"):
+        asyncio.run(run())

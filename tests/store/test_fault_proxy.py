@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import socket
+import time
 
 import httpx
 import pytest
@@ -217,9 +218,9 @@ def test_a_source_that_always_breaks_fails_once_after_bounded_attempts(registry,
         with pytest.raises(ConnectionLost) as info:
             run(_copy(proxy.host, target.host))
         gets = proxy.requests("GET", image.layer_digest[7:])
-    assert len(gets) == BLOB_COPY_ATTEMPTS == 3
+    assert len(gets) == BLOB_COPY_ATTEMPTS == 5
     assert str(info.value).startswith(
-        f"connection lost while downloading blob {image.layer_digest} from {proxy.host}/faults/src after 3 attempts: "
+        f"connection lost while downloading blob {image.layer_digest} from {proxy.host}/faults/src after 5 attempts: "
     )
 
 
@@ -229,10 +230,29 @@ def test_a_target_that_always_resets_says_connection_lost_while_uploading(regist
         proxy.add(Reset(after=MIB), method="PUT", path=image.layer_digest[7:])
         with pytest.raises(ConnectionLost) as info:
             run(_copy(registry.host, proxy.host))
-        assert len(proxy.requests("PUT", image.layer_digest[7:])) == 3
+        assert len(proxy.requests("PUT", image.layer_digest[7:])) == BLOB_COPY_ATTEMPTS
     assert str(info.value).startswith(
-        f"connection lost while uploading blob {image.layer_digest} to {proxy.host}/faults/dst after 3 attempts: "
+        f"connection lost while uploading blob {image.layer_digest} to {proxy.host}/faults/dst after 5 attempts: "
     )
+
+
+def test_a_burst_of_busy_answers_to_a_streamed_upload_waits_as_asked_and_goes_through(
+    registry, registry_factory, image: Image
+) -> None:
+    """A streamed blob (registry to registry) gets the same policy as any request: as many
+    attempts, each after the pause the registry's Retry-After asks for (the test client's own
+    backoff is 0, so the pauses are the registry's)."""
+    target = registry_factory()
+    with FaultProxy(target.host) as proxy:
+        busy = Respond(503, b"busy", {"Retry-After": "1"})
+        proxy.add(busy, method="PUT", path=image.layer_digest[7:], times=3)
+        started = time.monotonic()
+        run(_copy(registry.host, proxy.host))
+        took = time.monotonic() - started
+        puts = proxy.requests("PUT", image.layer_digest[7:])
+    assert [(p.action, p.status) for p in puts] == [("Respond", 503)] * 3 + [(None, 201)]
+    assert took >= 3.0
+    assert _served(target, "faults/dst", image.layer_digest) == image.layer_digest
 
 
 def test_a_busy_answer_to_a_streamed_upload_restarts_the_blob(registry, registry_factory, image: Image) -> None:

@@ -62,8 +62,8 @@ class RegistryClient(Uploads):
         insecure: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
         max_concurrency: int = 8,
-        attempts: int = 5,
-        backoff: float = 0.25,
+        attempts: int = retry.ATTEMPTS,
+        backoff: float = retry.BACKOFF,
         chunk_size: int | None = None,
         certs_dir: Path = CERTS_DIR,
         timeout: float = 60.0,
@@ -221,7 +221,10 @@ class RegistryClient(Uploads):
             return resp
         if resp.status_code >= 400:
             await resp.aread()
-            raise error_for(resp.status_code, resp.content, resp.headers.get("content-type", ""), what)
+            error = error_for(resp.status_code, resp.content, resp.headers.get("content-type", ""), what)
+            if isinstance(error, RegistryError):
+                error.retry_after = retry.retry_after_seconds(resp.headers.get("retry-after"))
+            raise error
         return resp
 
     def _note_rate_limit(self, resp: httpx.Response) -> None:
@@ -316,7 +319,7 @@ class RegistryClient(Uploads):
         )
         raw = resp.content
         digest = verified_digest(raw, reference, resp.headers.get("docker-content-digest"), what)
-        media_type = detect_media_type(raw, resp.headers.get("content-type"))
+        media_type = detect_media_type(raw, resp.headers.get("content-type"), what)
         return Fetched(raw=raw, media_type=media_type, digest=digest)
 
     async def head_manifest(self, repo: str, reference: ManifestRef) -> Descriptor | None:

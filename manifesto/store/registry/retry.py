@@ -28,6 +28,9 @@ from manifesto.store.registry.tls import verification_failed
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 30.0
+ATTEMPTS = 5  # of a request, and of a streamed blob copy (transfer.py), before giving up
+BACKOFF = 0.25  # seconds before the second attempt; doubled for each later one
+MAX_BACKOFF = 8.0
 
 Guard = Callable[[], Awaitable[None]]
 GUARD: ContextVar[Guard | None] = ContextVar("manifesto_retry_guard", default=None)
@@ -54,6 +57,15 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
         return None
     delta = when.timestamp() - (time.time() if now is None else now)
     return min(max(delta, 0.0), MAX_RETRY_AFTER)
+
+
+def pause(attempt: int, backoff: float = BACKOFF, retry_after: float | None = None) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1 for the first): what the
+    registry's Retry-After asked (retry_after_seconds, capped), else `backoff` doubled for each
+    attempt, at most MAX_BACKOFF."""
+    if retry_after is not None:
+        return retry_after
+    return min(backoff * 2 ** (attempt - 1), MAX_BACKOFF)
 
 
 def certificate_failure(error: BaseException) -> ssl.SSLCertVerificationError | None:
@@ -92,14 +104,11 @@ class _RetryableStatus(Exception):
         self.response = response
 
 
-def _wait(base: tenacity.wait.wait_base) -> Callable[[tenacity.RetryCallState], float]:
+def _wait(backoff: float) -> Callable[[tenacity.RetryCallState], float]:
     def wait(state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _RetryableStatus):
-            after = retry_after_seconds(exc.response.headers.get("retry-after"))
-            if after is not None:
-                return after
-        return base(state)
+        after = retry_after_seconds(exc.response.headers.get("retry-after")) if isinstance(exc, _RetryableStatus) else None
+        return pause(state.attempt_number, backoff, after)
 
     return wait
 
@@ -107,8 +116,8 @@ def _wait(base: tenacity.wait.wait_base) -> Callable[[tenacity.RetryCallState], 
 async def send(
     attempt: Callable[[], Awaitable[httpx.Response]],
     *,
-    attempts: int = 5,
-    backoff: float = 0.25,
+    attempts: int = ATTEMPTS,
+    backoff: float = BACKOFF,
     on_retry: Callable[[str], None] | None = None,
 ) -> httpx.Response:
     """Call `attempt()` until it gives a response that is not retryable, or attempts run out.
@@ -164,7 +173,7 @@ async def send(
 
     retrying = tenacity.AsyncRetrying(
         stop=tenacity.stop_after_attempt(max(1, attempts)),
-        wait=_wait(tenacity.wait_exponential(multiplier=backoff, max=8.0)),
+        wait=_wait(backoff),
         retry=tenacity.retry_if_exception(_transient),
         before_sleep=before_sleep,
         reraise=True,
