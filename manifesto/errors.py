@@ -63,11 +63,14 @@ class RegistryError(ManifestoError):
         self.status = status
         self.code = code
         self.retry_after: float | None = None  # seconds the registry asked to wait, if it did
+        self.attempts = 1  # requests sent, this answer to the last
         super().__init__(message)
 
 
 class NetworkError(ManifestoError):
     """The registry could not be reached (after retries)."""
+
+    attempts = 1  # how many times the exchange was tried
 
 
 class ConnectionLost(NetworkError):

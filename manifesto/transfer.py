@@ -162,6 +162,8 @@ class Copier:
             except (NetworkError, RegistryError) as e:
                 if isinstance(e, RegistryError) and e.status not in retry.RETRY_STATUSES:
                     raise  # the registry refused the blob: copying it again changes nothing
+                if e.attempts > 1:
+                    raise  # a request the retry policy already repeated (a GET, a session's POST): spent
                 # (whether a broken final PUT landed anyway, the store's write_blob has checked)
                 if attempt == BLOB_COPY_ATTEMPTS:
                     if isinstance(e, ConnectionLost):

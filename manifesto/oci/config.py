@@ -29,7 +29,7 @@ class ImageConfig:
         """Read a config blob; one that names no platform is an error unless `require_platform` is off."""
         try:
             doc: Any = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise ContentError(f"{where}: not valid JSON ({e})") from None
         if not isinstance(doc, dict):
             raise ContentError(f"{where}: not a JSON object")

@@ -21,7 +21,7 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution refuses larger manifests (4
 def _load(raw: bytes, where: str) -> dict[str, Any]:
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: nested beyond any real document
         raise ContentError(f"{where}: not valid JSON ({e})") from None
     if not isinstance(doc, dict):
         raise ContentError(f"{where}: not a JSON object")
@@ -55,7 +55,7 @@ def detect_media_type(raw: bytes, content_type: str | None = None, what: str = "
             return ct
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         doc = None
     if isinstance(doc, dict):
         if doc.get("mediaType") in mediatype.MANIFESTS:

@@ -123,7 +123,7 @@ class LayoutStore:
         where = str(self._index_path)
         try:
             doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise ContentError(f"{where}: not valid JSON ({e})") from None
         declared = doc.get("mediaType") if isinstance(doc, dict) else None
         index = ImageIndex.parse(raw, declared if isinstance(declared, str) else mediatype.OCI_INDEX, where)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from manifesto.builders.base import BuildRequest
 from manifesto.builders.native.base_image import FirstReads
 from manifesto.builders.native.builder import NativeBuilder
+from manifesto.errors import NetworkError
 from manifesto.jobs.copy import copy
 from manifesto.oci.digest import Digest
 from manifesto.oci.platform import Platform
@@ -98,6 +100,35 @@ def test_concurrent_reads_are_one_and_a_failed_one_is_not_kept() -> None:
     with pytest.raises(RuntimeError):
         asyncio.run(reads.get("bad", failing))
     assert asyncio.run(reads.get("bad", slow)).raw == b"{}"  # read again, not the failure
+
+
+def test_a_failed_first_read_fails_every_waiting_build_at_once() -> None:
+    """Not one after another: each waiter taking its turn to fail again would make a publish
+    whose base cannot be read wait once per platform."""
+    reads = FirstReads()
+    calls: list[str] = []
+    release = threading.Event()
+    errors: dict[str, BaseException] = {}
+
+    async def refused() -> Fetched:
+        calls.append("read")
+        await asyncio.get_running_loop().run_in_executor(None, release.wait, 5)
+        raise NetworkError("base: cannot reach registry.example.com (5 attempts)")
+
+    def build(name: str) -> None:
+        try:
+            asyncio.run(reads.get("k", refused))
+        except NetworkError as e:
+            errors[name] = e
+
+    threads = [threading.Thread(target=build, args=(name,)) for name in "abc"]
+    for t in threads:
+        t.start()
+    time.sleep(0.1)  # all three are waiting on the one read
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert calls == ["read"] and sorted(errors) == ["a", "b", "c"]
 
 
 def test_a_cancelled_waiter_leaves_the_read_to_the_others() -> None:

@@ -10,6 +10,7 @@ from manifesto.errors import ContentError
 from manifesto.oci import canonical, mediatype
 from manifesto.oci.descriptor import Descriptor
 from manifesto.oci.digest import Digest
+from manifesto.oci.config import ImageConfig
 from manifesto.oci.manifest import (
     MAX_MANIFEST_BYTES,
     ImageIndex,
@@ -301,3 +302,13 @@ def test_subject_is_read() -> None:
 def test_an_unknown_manifest_type_names_what_was_read() -> None:
     with pytest.raises(ContentError, match=r"^manifest example\.com/r:1: cannot tell the manifest type \(no Content-Type"):
         detect_media_type(b"[]", None, "manifest example.com/r:1")
+
+
+@pytest.mark.parametrize("raw", [b"[" * 100_000, b'{"a":' * 100_000])
+def test_a_document_nested_beyond_any_real_one_is_bad_content(raw: bytes) -> None:
+    with pytest.raises(ContentError):
+        detect_media_type(raw, None, "manifest example.com/r:1")
+    with pytest.raises(ContentError):
+        parse(raw, mediatype.OCI_INDEX, "manifest example.com/r:1")
+    with pytest.raises(ContentError):
+        ImageConfig.parse(raw, "config of example.com/r:1")

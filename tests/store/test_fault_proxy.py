@@ -19,7 +19,7 @@ import time
 import httpx
 import pytest
 
-from manifesto.errors import ConnectionLost, DigestMismatch, NetworkError
+from manifesto.errors import ConnectionLost, DigestMismatch, NetworkError, RegistryError
 from manifesto.oci.digest import Digest
 from manifesto.store.registry.client import RegistryClient
 from manifesto.transfer import BLOB_COPY_ATTEMPTS, Copier, Place
@@ -222,6 +222,18 @@ def test_a_source_that_always_breaks_fails_once_after_bounded_attempts(registry,
     assert str(info.value).startswith(
         f"connection lost while downloading blob {image.layer_digest} from {proxy.host}/faults/src after 5 attempts: "
     )
+
+
+def test_a_source_that_is_always_busy_is_asked_as_often_as_any_request(registry, registry_factory, image: Image) -> None:
+    """Its GET is retried by the one policy already; the copy does not start that over again
+    (five restarts of five attempts each, every pause as long as Retry-After asks)."""
+    target = registry_factory()
+    with FaultProxy(registry.host) as proxy:
+        proxy.add(Respond(503, b"busy"), method="GET", path=image.layer_digest[7:])
+        with pytest.raises(RegistryError, match="503"):
+            run(_copy(proxy.host, target.host))
+        gets = proxy.requests("GET", image.layer_digest[7:])
+    assert len(gets) == 3  # the test client's attempts (client() above), once
 
 
 def test_a_target_that_always_resets_says_connection_lost_while_uploading(registry, registry_factory, image: Image) -> None:

@@ -918,3 +918,29 @@ def test_inspect_against_a_loopback_registry_loads_neither_httpcore_nor_anyio(re
     copy(f"oci:{image.layout}:{image.tag}", ref)
     out = subprocess.run([sys.executable, "-c", _INSPECT_PROBE, ref], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.splitlines()[-1] == "rc 0", out.stdout + out.stderr
+
+
+def test_a_header_http_does_not_allow_is_a_local_error_that_does_not_quote_it():
+    """A token service that pads its token gives an Authorization value HTTP/1.1 refuses: the
+    error is httpx's own type (the retry policy leaves it alone) and names no header value."""
+
+    async def main() -> None:
+        async with Server(keepalive()) as server, client() as http:
+            with pytest.raises(httpx.LocalProtocolError) as caught:
+                await http.get(f"{server.url}/", headers={"Authorization": "Bearer s3cret "})
+            assert "s3cret" not in str(caught.value)
+            assert server.connections == 0 or server.requests == []
+
+    run(main())
+
+
+def test_a_body_longer_than_its_declared_length_is_a_local_error():
+    async def body() -> AsyncIterator[bytes]:
+        yield b"x" * 20
+
+    async def main() -> None:
+        async with Server(keepalive()) as server, client() as http:
+            with pytest.raises(httpx.LocalProtocolError):
+                await http.put(f"{server.url}/", content=body(), headers={"Content-Length": "10"})
+
+    run(main())

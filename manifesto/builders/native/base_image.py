@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from manifesto.errors import ContentError, NotFound, UsageError
+from manifesto.errors import ContentError, ManifestoError, NotFound, UsageError
 from manifesto.oci.config import ImageConfig
 from manifesto.oci.manifest import ImageManifest, parse
 from manifesto.oci.platform import Platform, matches
@@ -55,8 +55,9 @@ class FirstReads:
 
     Why: every platform of a publish then builds on the same base, even when its tag is pushed
     again while the run builds, and the registry serves (and counts as a pull) one read of it
-    instead of one per platform. Only a read that succeeded is shared: a build that waited on
-    one that failed or was cancelled reads for itself.
+    instead of one per platform. A read that failed is shared as its error (every platform
+    fails as it did, at once, not one after another); one that was cancelled or broke otherwise
+    is not: whoever waited on it reads for itself.
     """
 
     def __init__(self) -> None:
@@ -76,20 +77,20 @@ class FirstReads:
             try:
                 return await asyncio.wrap_future(shared)
             except _NotShared:
-                return await self.get(key, read)
+                return await read()
         try:
             got = await read()
-        except BaseException:
+        except BaseException as e:
             with self._lock:
                 del self._reads[key]
-            shared.set_exception(_NotShared())
+            shared.set_exception(e if isinstance(e, ManifestoError) else _NotShared())
             raise
         shared.set_result(got)
         return got
 
 
 class _NotShared(Exception):
-    """The first read of a reference failed: whoever waited on it reads for itself."""
+    """The first read of a reference was cancelled or broke: whoever waited on it reads for itself."""
 
 
 async def resolve(
@@ -142,7 +143,7 @@ async def _for_platform(
         )
     try:
         document = json.loads(raw)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise ContentError(f"config of base image {label}: {e}") from None
     diff_ids = (document.get("rootfs") or {}).get("diff_ids") or []
     if len(diff_ids) != len(doc.layers):

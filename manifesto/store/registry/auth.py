@@ -153,8 +153,8 @@ class Authenticator:
         registry: str,
         credential: Credential | None | Callable[[], Credential | None],
         clock=time.monotonic,
-        attempts: int = 5,
-        backoff: float = 0.25,
+        attempts: int = retry.ATTEMPTS,
+        backoff: float = retry.BACKOFF,
         tls_only: bool = True,
         certs_dir: Path = CERTS_DIR,
     ):

@@ -73,7 +73,7 @@ async def pages(
 def _page_tags(body: bytes, what: str) -> list[str]:
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ContentError(f"{what}: the registry answered something that is not JSON") from None
     found = doc.get("tags") if isinstance(doc, dict) else None
     if found is None:  # distribution says `"tags": null` for a repository without tags

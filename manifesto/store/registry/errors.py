@@ -23,7 +23,7 @@ def parse_body(body: bytes, content_type: str = "") -> tuple[str | None, str]:
         return None, ""
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         doc = None
     if isinstance(doc, dict):
         errors = doc.get("errors")

@@ -110,7 +110,10 @@ class _Connection:
         return self.state.our_state is h11.IDLE and now - self.idle_since < KEEPALIVE_EXPIRY and self.silent()
 
     async def send(self, event: h11.Event, request: httpx.Request, timeout: float | None) -> None:
-        data = self.state.send(event)
+        try:
+            data = self.state.send(event)
+        except h11.LocalProtocolError as e:  # a body longer or shorter than its declared length
+            raise httpx.LocalProtocolError(str(e), request=request) from e
         if not data:
             return
         try:
@@ -218,7 +221,12 @@ class Http1Transport(httpx.AsyncBaseTransport):
         return conn
 
     async def _exchange(self, conn: _Connection, request: httpx.Request, timeout: dict) -> httpx.Response:
-        head = h11.Request(method=request.method, target=request.url.raw_path, headers=request.headers.raw)
+        try:
+            head = h11.Request(method=request.method, target=request.url.raw_path, headers=request.headers.raw)
+        except h11.LocalProtocolError:  # not h11's words: they quote the header, which may be a credential
+            raise httpx.LocalProtocolError(
+                "the request cannot be sent: a header name or value HTTP/1.1 does not allow", request=request
+            ) from None
         write, read = timeout.get("write"), timeout.get("read")
         try:
             await conn.send(head, request, write)

@@ -3,8 +3,9 @@
 Retried: connection and read errors (a body cut short included: callers read bodies they keep
 in memory inside the attempt), 408, 429 and 5xx, with exponential backoff that honours
 Retry-After (seconds or an HTTP date), capped so a hostile header cannot park us for hours.
-Never retried: any other 4xx, and a TLS certificate that fails verification (that is not
-transient: only a CA or --insecure fixes it). A request whose body cannot be replayed is sent
+Never retried: any other 4xx, a TLS certificate that fails verification (that is not
+transient: only a CA or --insecure fixes it), and a request HTTP cannot carry (a header value
+it does not allow). A request whose body cannot be replayed is sent
 once; the transfer layer restarts the whole upload instead.
 """
 
@@ -96,6 +97,8 @@ class GaveUp(httpx.TransportError):
 def _transient(error: BaseException) -> bool:
     if isinstance(error, _RetryableStatus):
         return True
+    if isinstance(error, httpx.LocalProtocolError):
+        return False  # the request itself cannot be sent: it never will be
     return isinstance(error, httpx.TransportError) and certificate_failure(error) is None
 
 
@@ -205,7 +208,11 @@ def network_error(
     detail = (str(cause) or type(cause).__name__).splitlines()[0]
     if isinstance(cause, _UNREACHED):
         plural = "" if attempts == 1 else "s"
-        return NetworkError(f"{what}: cannot reach {peer or registry}: {detail} ({attempts} attempt{plural})")
+        unreached = NetworkError(f"{what}: cannot reach {peer or registry}: {detail} ({attempts} attempt{plural})")
+        unreached.attempts = attempts
+        return unreached
+    if isinstance(cause, httpx.LocalProtocolError):
+        return NetworkError(f"{what}: {detail}")
     if isinstance(cause, httpx.TransportError):
         return ConnectionLost(doing, attempts, detail)
     return NetworkError(f"{what}: {detail}")
