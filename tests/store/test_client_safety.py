@@ -139,3 +139,17 @@ def test_a_body_that_is_no_manifest_is_refused_naming_the_reference():
 
     with pytest.raises(ContentError, match=r"^manifest registry\.example\.com/team/app:1: cannot tell the manifest type"):
         asyncio.run(run())
+
+
+def test_a_busy_answer_after_every_attempt_says_how_many_were_made():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"errors": [{"code": "UNAVAILABLE", "message": "busy"}]})
+
+    async def run() -> None:
+        transport = httpx.MockTransport(handler)
+        async with RegistryClient("registry.example.com", transport=transport, attempts=3, backoff=0) as client:
+            await client.get_manifest("team/app", "1")
+
+    with pytest.raises(RegistryError, match=r"registry answered HTTP 503.*\(3 attempts\)$") as caught:
+        asyncio.run(run())
+    assert caught.value.attempts == 3

@@ -224,8 +224,9 @@ class RegistryClient(Uploads):
             error = error_for(resp.status_code, resp.content, resp.headers.get("content-type", ""), what)
             if isinstance(error, RegistryError):
                 error.retry_after = retry.retry_after_seconds(resp.headers.get("retry-after"))
-                if replayable and resp.status_code in retry.RETRY_STATUSES:
+                if replayable and resp.status_code in retry.RETRY_STATUSES and self.attempts > 1:
                     error.attempts = self.attempts  # retry.send made them all
+                    error.args = (f"{error} ({self.attempts} attempts)",)
             raise error
         return resp
 
