@@ -331,19 +331,9 @@ class FaultProxy:
 
     def stop(self) -> None:
         listener, self._listener = self._listener, None
-        if listener is not None:
-            try:
-                listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-            except OSError:
-                pass
-            listener.close()
         with self._lock:
             socks = list(self._open)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        wake_all(listener, socks)
         for t in self._threads:
             t.join(timeout=5)
 
@@ -459,3 +449,19 @@ class FaultProxy:
             if entry:
                 with self._lock:
                     self.log.append(Passed(**entry))
+
+
+def wake_all(listener: socket.socket | None, sockets: list[socket.socket]) -> None:
+    """Close a test proxy's listener and shut its connections down, waking every thread blocked
+    in accept() or in a read on them (a proxy's stop() then joins those threads)."""
+    if listener is not None:
+        try:
+            listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        listener.close()
+    for s in sockets:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

@@ -63,6 +63,8 @@ from dataclasses import dataclass
 
 import h11
 
+from tests.support.faultproxy import wake_all
+
 FAULTS = (
     "reset",
     "reset_mid",
@@ -184,19 +186,9 @@ class KeepAliveProxy:
     def stop(self) -> None:
         self._stopping.set()
         listener, self._listener = self._listener, None
-        if listener is not None:
-            try:
-                listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-            except OSError:
-                pass
-            listener.close()
         with self._lock:
             socks = list(self._open)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading it
-            except OSError:
-                pass
+        wake_all(listener, socks)
         for _ in range(2):  # the accept thread first: it may start one more connection's thread
             with self._lock:
                 threads = list(self._threads)
