@@ -5,8 +5,8 @@ in memory inside the attempt), 408, 429 and 5xx, with exponential backoff that h
 Retry-After (seconds or an HTTP date), capped so a hostile header cannot park us for hours.
 Never retried: any other 4xx, a TLS certificate that fails verification (that is not
 transient: only a CA or --insecure fixes it), and a request HTTP cannot carry (a header value
-it does not allow). A request whose body cannot be replayed is sent
-once; the transfer layer restarts the whole upload instead.
+it does not allow). A request whose body cannot be replayed is sent once; the transfer layer
+restarts the whole upload instead (with the same attempts and pauses: ATTEMPTS, pause()).
 """
 
 from __future__ import annotations
