@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from manifesto import tasks
-from manifesto.errors import ConcurrentUpdate, ManifestoError
+from manifesto.errors import ConcurrentUpdate, ManifestoError, NetworkError, RegistryError
 from manifesto.log import get_logger
 from manifesto.oci.digest import Digest
 from manifesto.oci.reference import LAYOUT_PREFIX
@@ -127,7 +127,9 @@ async def _move_each(
 
 
 async def _put(move: TagMove, seen: Snapshot, moved: list[str]) -> None:
-    """PUT the tag; a retry of the PUT (after a 5xx or a lost connection) checks the tag again first."""
+    """PUT the tag; a retry of the PUT (after a 5xx or a lost connection) checks the tag again
+    first. When every attempt failed that way, the tag is read once more: a PUT the registry
+    carried out but whose answer was lost each time has moved the tag all the same."""
 
     async def recheck() -> None:
         now = await _current(move.store, move.repo, move.tag)
@@ -137,8 +139,16 @@ async def _put(move: TagMove, seen: Snapshot, moved: list[str]) -> None:
     token = retry.GUARD.set(recheck)
     try:
         await move.store.put_manifest(move.repo, move.tag, move.raw, move.media_type)
+        return
+    except (NetworkError, RegistryError) as e:
+        if isinstance(e, RegistryError) and e.status not in retry.RETRY_STATUSES:
+            raise
+        failed = e
     finally:
         retry.GUARD.reset(token)
+    if await _current(move.store, move.repo, move.tag) != move.digest:
+        raise failed
+    log.info("tag_put_answer_lost", tag=move.name, reason=str(failed))
 
 
 def _check(move: TagMove, first: Digest | None, now: Digest | None, moved: list[str]) -> None:

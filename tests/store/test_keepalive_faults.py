@@ -180,6 +180,25 @@ def test_a_push_that_gives_up_on_its_tag_leaves_no_tag_and_one_line(
     direct.close()
 
 
+def test_a_tag_put_carried_out_whose_answer_is_lost_every_time_is_a_success(
+    cli: Cli, registry: Registry, library_repos: dict[str, LibraryRepo]
+) -> None:
+    """The registry moves the tag on each attempt but the client never reads the answer (the
+    connection is cut after the request went through): once the attempts are spent, the tag
+    is read and holds the list, so the push says so and exits 0, naming the digest."""
+    proxy = KeepAliveProxy(registry.host, seed=3, rate=1.0, faults=("reset_mid",), only=r"^PUT /v2/kf/lost-answer/manifests/1$")
+    with proxy:
+        result = cli("create", "--push", proxy.ref("kf/lost-answer", "1"), *[proxy.ref(r.repo, "1") for r in library_repos.values()])
+    assert result.returncode == 0, result.stderr
+    tag_puts = [s.fault for s in proxy.log if s.method == "PUT" and s.path == "/v2/kf/lost-answer/manifests/1"]
+    assert tag_puts and set(tag_puts) == {"reset_mid"}, tag_puts
+    direct = Direct(registry)
+    stored = direct.manifest("kf/lost-answer", "1")
+    assert stored is not None and _sha256(stored) == result.stdout.strip().splitlines()[-1]
+    assert direct.problems("kf/lost-answer", "1") == []
+    direct.close()
+
+
 def _run(
     kind: str,
     seed: int,
