@@ -53,6 +53,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Self
 
 PIECE = 64 * 1024
 _TIMEOUT = 30.0
@@ -251,7 +252,46 @@ def _reset(sock: socket.socket) -> None:
     sock.close()
 
 
-class FaultProxy:
+class LoopbackProxy:
+    """What every test proxy here is: a listener on a free 127.0.0.1 port, its address and
+    references through it, and `with` (start, then stop)."""
+
+    port: int
+    _listener: socket.socket | None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def ref(self, repo: str, tag_or_digest: str | None = None) -> str:
+        if not tag_or_digest:
+            return f"{self.host}/{repo}"
+        sep = "@" if ":" in tag_or_digest else ":"
+        return f"{self.host}/{repo}{sep}{tag_or_digest}"
+
+    def _listen(self) -> None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        listener.settimeout(0.5)  # accept() wakes up to notice stop() even if shutdown did not
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class FaultProxy(LoopbackProxy):
     """See the module docstring. Use as a context manager, or call start() and stop()."""
 
     def __init__(self, upstream: str):
@@ -267,16 +307,6 @@ class FaultProxy:
         self.port = 0
 
     # -- public --------------------------------------------------------------------------
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def ref(self, repo: str, tag_or_digest: str | None = None) -> str:
-        if not tag_or_digest:
-            return f"{self.host}/{repo}"
-        sep = "@" if ":" in tag_or_digest else ":"
-        return f"{self.host}/{repo}{sep}{tag_or_digest}"
 
     def add(
         self, action: Action, *, method: str | None = None, path: str | None = None, skip: int = 0, times: int | None = None
@@ -317,13 +347,7 @@ class FaultProxy:
         ]
 
     def start(self) -> FaultProxy:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(64)
-        listener.settimeout(0.5)  # accept() wakes up to notice stop() even if shutdown did not
-        self.port = listener.getsockname()[1]
-        self._listener = listener
+        self._listen()
         accept = threading.Thread(target=self._accept, name="faultproxy-accept", daemon=True)
         accept.start()
         self._threads.append(accept)
@@ -336,12 +360,6 @@ class FaultProxy:
         wake_all(listener, socks)
         for t in self._threads:
             t.join(timeout=5)
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- internals -----------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ from dataclasses import dataclass
 
 import h11
 
-from tests.support.faultproxy import wake_all
+from tests.support.faultproxy import LoopbackProxy, wake_all
 
 FAULTS = (
     "reset",
@@ -116,7 +116,7 @@ def _head(status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> byt
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-class KeepAliveProxy:
+class KeepAliveProxy(LoopbackProxy):
     """See the module docstring. Use as a context manager, or call start() and stop()."""
 
     def __init__(
@@ -153,16 +153,6 @@ class KeepAliveProxy:
 
     # -- public --------------------------------------------------------------------------
 
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def ref(self, repo: str, tag_or_digest: str | None = None) -> str:
-        if not tag_or_digest:
-            return f"{self.host}/{repo}"
-        sep = "@" if ":" in tag_or_digest else ":"
-        return f"{self.host}/{repo}{sep}{tag_or_digest}"
-
     def faults_done(self) -> Counter[str]:
         """How often each fault was injected."""
         with self._lock:
@@ -173,13 +163,7 @@ class KeepAliveProxy:
             return [t for t in self._threads if t.is_alive()]
 
     def start(self) -> KeepAliveProxy:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(64)
-        listener.settimeout(0.5)  # accept() wakes up to notice stop() even if shutdown did not
-        self.port = listener.getsockname()[1]
-        self._listener = listener
+        self._listen()
         self._spawn(self._accept, "keepalive-proxy-accept")
         return self
 
@@ -194,12 +178,6 @@ class KeepAliveProxy:
                 threads = list(self._threads)
             for t in threads:
                 t.join(timeout=5)
-
-    def __enter__(self) -> KeepAliveProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- internals -----------------------------------------------------------------------
 
