@@ -106,7 +106,8 @@ class _Connection:
         )
 
     def reusable(self, now: float) -> bool:
-        """Idle, not expired, and silent since its last response."""
+        """Idle, not expired, and silent since its last response (asked when it is taken: the
+        one place, so bytes that came with the response and those that came since both count)."""
         return self.state.our_state is h11.IDLE and now - self.idle_since < KEEPALIVE_EXPIRY and self.silent()
 
     async def send(self, event: h11.Event, request: httpx.Request, timeout: float | None) -> None:
@@ -251,7 +252,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
     def _release(self, conn: _Connection, complete: bool) -> None:
         """A response is closed: its connection goes back to the pool if it can carry another."""
         self._free()
-        if complete and conn.state.our_state is h11.DONE and conn.state.their_state is h11.DONE and conn.silent():
+        if complete and conn.state.our_state is h11.DONE and conn.state.their_state is h11.DONE:
             conn.state.start_next_cycle()
             idle = self._idle.setdefault(conn.origin, [])
             if sum(len(x) for x in self._idle.values()) < self._keep:
